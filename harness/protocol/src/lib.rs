@@ -1,0 +1,138 @@
+//! The contract between the host engine and the guest agent.
+//!
+//! The host writes a [`Plan`] as JSON into the initramfs (at [`PLAN_PATH`]); the agent runs it and
+//! answers with one [`Event`] per line of JSON on the control serial port ([`CONTROL_TTY`]), a
+//! channel kept apart from the kernel console so that an oops can never garble a step result.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the plan lives inside the guest.
+pub const PLAN_PATH: &str = "/modharness/plan.json";
+/// The serial port the agent writes events to (the kernel console stays on ttyS0).
+pub const CONTROL_TTY: &str = "/dev/ttyS1";
+
+/// Everything the agent needs to run one scenario.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// The steps, run in order.
+    pub steps: Vec<Step>,
+    /// For each module name a scenario may load: the `.ko` paths inside the guest to load in
+    /// order, dependencies first, the module itself last.
+    pub modules: BTreeMap<String, Vec<String>>,
+    /// Sample memory after every iteration of a top-level `repeat`.
+    #[serde(default)]
+    pub sample_memory: bool,
+}
+
+/// One thing the agent does. Composite steps nest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// `finit_module` the module (and its dependencies, when not loaded yet).
+    Load {
+        module: String,
+        #[serde(default)]
+        params: BTreeMap<String, String>,
+    },
+    /// `delete_module` the module.
+    Unload { module: String },
+    /// Sleep in the agent.
+    Sleep { ms: u64 },
+    /// Run `steps` `times` times.
+    Repeat { times: u32, steps: Vec<Step> },
+    /// Run each branch on its own thread, all at once; the step ends when every branch has.
+    Parallel { branches: Vec<Vec<Step>> },
+    /// Run a command with `/bin/sh -c`.
+    Shell { command: String },
+}
+
+impl Step {
+    /// The short name of the operation, as reported in [`Event::Step`].
+    pub fn op(&self) -> &'static str {
+        match self {
+            Step::Load { .. } => "load",
+            Step::Unload { .. } => "unload",
+            Step::Sleep { .. } => "sleep",
+            Step::Repeat { .. } => "repeat",
+            Step::Parallel { .. } => "parallel",
+            Step::Shell { .. } => "shell",
+        }
+    }
+}
+
+/// A message from the agent to the host.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The agent is up and has read its plan.
+    Ready { uptime_s: f64 },
+    /// A leaf step finished (composite steps report through their leaves).
+    Step {
+        /// Position in the plan: indexes joined by dots, e.g. `3.17.1` is step 1 of the 18th
+        /// iteration of step 3; a parallel branch adds its index as well.
+        id: String,
+        op: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        module: Option<String>,
+        ok: bool,
+        /// What went wrong, e.g. `delete_module: Resource temporarily unavailable (os error 11)`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// Guest uptime when the step started.
+        start_s: f64,
+        /// How long it took.
+        ms: f64,
+        /// Output of a shell step (stdout and stderr, truncated).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
+    },
+    /// A memory sample, taken after an iteration of a top-level repeat.
+    Memory {
+        cycle: u32,
+        uptime_s: f64,
+        /// `/proc/meminfo`, in bytes, by field name.
+        meminfo: BTreeMap<String, u64>,
+    },
+    /// The plan is finished.
+    Done { ok: bool },
+}
+
+impl Event {
+    /// Parse one line from the control channel; `None` for anything that is not an event.
+    pub fn parse_line(line: &str) -> Option<Event> {
+        serde_json::from_str(line.trim()).ok()
+    }
+
+    /// The line the agent writes for this event (no trailing newline).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("events always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_a_line() {
+        let ev = Event::Step {
+            id: "2.0".into(),
+            op: "load".into(),
+            module: Some("m".into()),
+            ok: false,
+            error: Some("finit_module: File exists".into()),
+            start_s: 1.5,
+            ms: 2.25,
+            output: None,
+        };
+        assert_eq!(Event::parse_line(&ev.to_line()), Some(ev));
+    }
+
+    #[test]
+    fn noise_on_the_channel_is_not_an_event() {
+        assert_eq!(Event::parse_line("[    1.0] random"), None);
+        assert_eq!(Event::parse_line("{\"event\":\"nope\"}"), None);
+    }
+}

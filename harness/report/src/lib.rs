@@ -1,0 +1,1 @@
+//! report.json, junit.xml and the terminal summary of a modharness run, written atomically.

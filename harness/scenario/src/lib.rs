@@ -1,0 +1,1 @@
+//! Scenario YAML: parsing, validation with file:line:column errors, and expectation matching.
