@@ -1,1 +1,357 @@
-//! report.json, junit.xml and the terminal summary of a modharness run, written atomically.
+//! The output side of a modharness run: the report model (`report.json`, schema 1), JUnit XML,
+//! a single-file HTML report, a terminal summary table and the merge of several reports.
+//!
+//! Every file is written with [`write_atomic`], so a reader (a CI job tailing the out dir, a
+//! dashboard) never sees half a file.
+
+mod atomic;
+mod html;
+mod junit;
+mod merge;
+mod summary;
+mod text;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+pub use atomic::write_atomic;
+
+/// The `schema` value this crate writes and accepts.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// File names inside an out dir.
+pub const REPORT_JSON: &str = "report.json";
+/// The JUnit XML file name inside an out dir.
+pub const JUNIT_XML: &str = "junit.xml";
+/// The HTML report file name inside an out dir.
+pub const REPORT_HTML: &str = "report.html";
+
+/// A whole run: every kernel, every scenario. Serialized as `report.json`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Report {
+    /// Always [`SCHEMA_VERSION`]; fields are only ever added, never renamed.
+    pub schema: u32,
+    /// When the run started, RFC 3339 in UTC (see [`rfc3339_utc`]).
+    pub started_at: String,
+    /// Wall-clock duration of the run in seconds.
+    pub duration_s: f64,
+    /// What the run ran on.
+    pub host: Host,
+    /// One entry per kernel.
+    pub runs: Vec<Run>,
+}
+
+/// The host side of a run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Host {
+    /// QEMU version, e.g. `7.2.22`.
+    pub qemu: String,
+    /// The accelerator actually used: `kvm` or `tcg`.
+    pub accel: String,
+}
+
+/// Every scenario run against one kernel.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Run {
+    /// The kernel the scenarios ran on.
+    pub kernel: KernelInfo,
+    /// One result per scenario, in the order they ran.
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+/// Which kernel a run used.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct KernelInfo {
+    /// The spec as given on the command line, e.g. `debian:6.1.0-54-amd64`.
+    pub spec: String,
+    /// The kernel release (`uname -r`), e.g. `6.1.0-54-amd64`.
+    pub release: String,
+}
+
+/// The outcome of one scenario on one kernel.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ScenarioResult {
+    /// The scenario's `name`.
+    pub name: String,
+    /// The scenario file it came from.
+    pub file: String,
+    /// The verdict.
+    pub status: Status,
+    /// How long the scenario took, boot included, in seconds.
+    pub duration_s: f64,
+    /// Everything triage and the memory check found, expected or not.
+    pub findings: Vec<FindingEntry>,
+    /// The memory-growth verdict, when the scenario sampled memory.
+    #[serde(default)]
+    pub memory: Option<MemoryResult>,
+    /// The guest console log, relative to the out dir (or absolute after
+    /// [`Report::rebase_console_logs`]).
+    pub console_log: String,
+    /// Why the status is `error` (infrastructure: boot failed, QEMU died, build failed).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Why the status is `failed`, one human sentence each, e.g.
+    /// `unexpected oops: BUG: ... (module x)` or `expected oops from module y did not appear`.
+    #[serde(default)]
+    pub failures: Vec<String>,
+    /// Step counts and throughput.
+    #[serde(default)]
+    pub steps: StepStats,
+}
+
+/// The verdict of a scenario. Serialized in lowercase: `passed`, `failed`, `error`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every expectation was met.
+    Passed,
+    /// An unexpected finding, or an expected one missing.
+    Failed,
+    /// The scenario could not be run to a verdict (infrastructure).
+    Error,
+}
+
+impl Status {
+    /// The upper-case word used in the terminal summary: `PASS`, `FAIL`, `ERROR`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Passed => "PASS",
+            Status::Failed => "FAIL",
+            Status::Error => "ERROR",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Error => "error",
+        })
+    }
+}
+
+/// One finding: a crash report from the console, a memory-growth verdict, a hang.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FindingEntry {
+    /// `oops`, `panic`, `warning`, `kasan`, `leak`, `hang`, … (see DESIGN.md).
+    pub kind: String,
+    /// The syzbot-style title, e.g. `BUG: unable to handle page fault in __run_timers`.
+    pub title: String,
+    /// The module the finding is attributed to, when triage could tell.
+    #[serde(default)]
+    pub module: Option<String>,
+    /// Whether the scenario's `expect.findings` asked for it.
+    #[serde(default)]
+    pub expected: bool,
+    /// Seconds since boot (the console timestamp), when known.
+    #[serde(default)]
+    pub time_s: Option<f64>,
+    /// The crash ended in a kernel panic.
+    #[serde(default)]
+    pub panicked: bool,
+    /// The crash report was garbled or cut short, so title and module are less certain.
+    #[serde(default)]
+    pub corrupted: bool,
+}
+
+/// The memory-growth verdict of a scenario that repeated load/unload cycles.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MemoryResult {
+    /// Cycles sampled.
+    pub cycles: u32,
+    /// Robust slope of used memory, in bytes per cycle (negative when memory came back).
+    pub leak_bytes_per_cycle: i64,
+    /// `leak`, `clean` or `inconclusive`.
+    pub verdict: String,
+}
+
+/// Step counts of a scenario.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct StepStats {
+    /// Steps executed (each iteration of a repeat counts).
+    pub total: u32,
+    /// Steps that failed.
+    pub failed: u32,
+    /// Load+unload pairs per second, when the scenario did any.
+    #[serde(default)]
+    pub load_unload_per_s: Option<f64>,
+}
+
+/// Scenario counts by status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// Scenarios that passed.
+    pub passed: usize,
+    /// Scenarios that failed.
+    pub failed: usize,
+    /// Scenarios that ended in an infrastructure error.
+    pub errors: usize,
+}
+
+impl Totals {
+    /// All scenarios counted.
+    pub fn scenarios(&self) -> usize {
+        self.passed + self.failed + self.errors
+    }
+}
+
+impl fmt::Display for Totals {
+    /// `3 scenarios: 2 passed, 1 failed, 0 errors`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.scenarios();
+        write!(
+            f,
+            "{count} scenario{}: {} passed, {} failed, {} error{}",
+            if count == 1 { "" } else { "s" },
+            self.passed,
+            self.failed,
+            self.errors,
+            if self.errors == 1 { "" } else { "s" },
+        )
+    }
+}
+
+/// Why a report could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The file could not be read.
+    #[error("cannot read report {}: {source}", path.display())]
+    Read {
+        /// The report file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The file is not a valid report.json.
+    #[error("{} is not a valid report.json: {source}", path.display())]
+    Parse {
+        /// The report file.
+        path: PathBuf,
+        /// Where and why parsing failed (serde_json gives line and column).
+        source: serde_json::Error,
+    },
+    /// The file has a `schema` this version does not understand.
+    #[error("{} has report schema {found}, this modharness reads schema {SCHEMA_VERSION}", path.display())]
+    UnsupportedSchema {
+        /// The report file.
+        path: PathBuf,
+        /// The schema number found in the file.
+        found: u32,
+    },
+}
+
+/// Formats a time as RFC 3339 in UTC with millisecond precision, e.g.
+/// `2025-11-25T11:49:02.123Z`: the format of [`Report::started_at`].
+pub fn rfc3339_utc(time: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Report {
+    /// An empty schema-1 report, to which the engine adds runs.
+    pub fn new(started_at: SystemTime, host: Host) -> Report {
+        Report {
+            schema: SCHEMA_VERSION,
+            started_at: rfc3339_utc(started_at),
+            duration_s: 0.0,
+            host,
+            runs: Vec::new(),
+        }
+    }
+
+    /// Counts the scenarios of every run by status.
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for scenario in self.runs.iter().flat_map(|run| &run.scenarios) {
+            match scenario.status {
+                Status::Passed => totals.passed += 1,
+                Status::Failed => totals.failed += 1,
+                Status::Error => totals.errors += 1,
+            }
+        }
+        totals
+    }
+
+    /// Writes `out_dir/report.json` (pretty-printed), creating `out_dir` if needed.
+    pub fn write_json(&self, out_dir: &Path) -> io::Result<()> {
+        let mut json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        json.push(b'\n');
+        std::fs::create_dir_all(out_dir)?;
+        write_atomic(&out_dir.join(REPORT_JSON), &json)
+    }
+
+    /// Writes `out_dir/junit.xml`, creating `out_dir` if needed. Each test case carries the tail
+    /// of its console log (resolved against `out_dir`) as system-out.
+    pub fn write_junit(&self, out_dir: &Path) -> io::Result<()> {
+        let xml = junit::render(self, out_dir)?;
+        std::fs::create_dir_all(out_dir)?;
+        write_atomic(&out_dir.join(JUNIT_XML), xml.as_bytes())
+    }
+
+    /// Writes `out_dir/report.html`, a self-contained page with no external assets, creating
+    /// `out_dir` if needed.
+    pub fn write_html(&self, out_dir: &Path) -> io::Result<()> {
+        let page = html::render(self);
+        std::fs::create_dir_all(out_dir)?;
+        write_atomic(&out_dir.join(REPORT_HTML), page.as_bytes())
+    }
+
+    /// The terminal summary: one row per (kernel, scenario), then a totals line. Fits in 100
+    /// columns; control characters from the guest are replaced so they cannot drive the
+    /// terminal.
+    pub fn summary(&self) -> String {
+        summary::render(self)
+    }
+
+    /// Reads a report.json, rejecting other schema versions.
+    pub fn load(path: &Path) -> Result<Report, ReportError> {
+        let bytes = std::fs::read(path).map_err(|source| ReportError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let report: Report =
+            serde_json::from_slice(&bytes).map_err(|source| ReportError::Parse {
+                path: path.to_owned(),
+                source,
+            })?;
+        if report.schema != SCHEMA_VERSION {
+            return Err(ReportError::UnsupportedSchema {
+                path: path.to_owned(),
+                found: report.schema,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Makes every relative `console_log` relative to `base` instead of the report's own out
+    /// dir: `base.join(console_log)`. Call it with the loaded report's directory before
+    /// [`Report::merge`] when the merged report is written elsewhere, so its links still work.
+    pub fn rebase_console_logs(&mut self, base: &Path) {
+        for scenario in self.runs.iter_mut().flat_map(|run| &mut run.scenarios) {
+            if !scenario.console_log.is_empty() && Path::new(&scenario.console_log).is_relative() {
+                scenario.console_log = base.join(&scenario.console_log).display().to_string();
+            }
+        }
+    }
+
+    /// Combines several reports (e.g. the shards of a matrix) into one.
+    ///
+    /// - Runs are concatenated in input order; runs of the same kernel `spec` become one run
+    ///   whose scenarios are concatenated (the first non-empty `release` wins).
+    /// - `started_at` is the earliest start.
+    /// - `duration_s` is the **span** from the earliest start to the latest end
+    ///   (`started_at + duration_s` of each report), which is the wall-clock time whether the
+    ///   inputs ran one after another or as parallel shards. When a `started_at` cannot be
+    ///   parsed the span is unknowable and the **maximum** duration is used instead.
+    /// - `host` fields are kept when all reports agree, otherwise the distinct values are
+    ///   joined with `", "`.
+    /// - Merging no reports gives an empty report with an empty `started_at`.
+    pub fn merge(reports: Vec<Report>) -> Report {
+        merge::merge(reports)
+    }
+}

@@ -1,0 +1,142 @@
+//! JUnit XML: one testsuite per kernel, one testcase per scenario.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+
+use crate::text::xml_string;
+use crate::{FindingEntry, Report, ScenarioResult, Status};
+
+/// How much of the end of a console log goes into a test case's system-out: enough for the
+/// last crash report, small enough that CI front-ends stay responsive.
+pub(crate) const CONSOLE_TAIL_BYTES: u64 = 16 * 1024;
+
+/// The JUnit document for `report`; console logs are resolved against `out_dir`.
+pub(crate) fn render(report: &Report, out_dir: &Path) -> io::Result<String> {
+    let mut junit = quick_junit::Report::new("modharness");
+    let started_at = chrono::DateTime::parse_from_rfc3339(&report.started_at).ok();
+    if let Some(started_at) = started_at {
+        junit.set_timestamp(started_at);
+    }
+    junit.set_time(seconds(report.duration_s));
+    for run in &report.runs {
+        let mut suite = TestSuite::new(xml_string(&format!(
+            "{} ({})",
+            run.kernel.spec, run.kernel.release
+        )));
+        if let Some(started_at) = started_at {
+            suite.set_timestamp(started_at);
+        }
+        suite.set_time(seconds(
+            run.scenarios
+                .iter()
+                .map(|scenario| scenario.duration_s)
+                .sum(),
+        ));
+        for scenario in &run.scenarios {
+            suite.add_test_case(test_case(scenario, &run.kernel.release, out_dir)?);
+        }
+        junit.add_test_suite(suite);
+    }
+    junit.to_string().map_err(io::Error::other)
+}
+
+fn test_case(scenario: &ScenarioResult, release: &str, out_dir: &Path) -> io::Result<TestCase> {
+    let status = match scenario.status {
+        Status::Passed => TestCaseStatus::success(),
+        Status::Failed => {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            let message = if scenario.failures.is_empty() {
+                "scenario failed".to_owned()
+            } else {
+                scenario.failures.join("; ")
+            };
+            status
+                .set_message(xml_string(&message))
+                .set_description(xml_string(&findings_text(&scenario.findings)));
+            status
+        }
+        Status::Error => {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+            status.set_message(xml_string(
+                scenario.error.as_deref().unwrap_or("infrastructure error"),
+            ));
+            status
+        }
+    };
+    let mut case = TestCase::new(xml_string(&scenario.name), status);
+    case.set_classname(xml_string(&format!("modharness.{release}")))
+        .set_time(seconds(scenario.duration_s));
+    if !scenario.console_log.is_empty() {
+        match console_tail(&out_dir.join(&scenario.console_log)) {
+            Ok(tail) => {
+                case.set_system_out(xml_string(&tail));
+            }
+            // A scenario that never booted has no console log; that is not a reporting error.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(case)
+}
+
+/// One line per finding: `kind: title (module m) [expected, panicked, corrupted]`.
+fn findings_text(findings: &[FindingEntry]) -> String {
+    if findings.is_empty() {
+        return "no findings".to_owned();
+    }
+    let mut text = String::new();
+    for finding in findings {
+        text.push_str(&finding.kind);
+        text.push_str(": ");
+        text.push_str(&finding.title);
+        if let Some(module) = &finding.module {
+            text.push_str(&format!(" (module {module})"));
+        }
+        let flags: Vec<&str> = [
+            (finding.expected, "expected"),
+            (finding.panicked, "panicked"),
+            (finding.corrupted, "corrupted"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        if !flags.is_empty() {
+            text.push_str(&format!(" [{}]", flags.join(", ")));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// The last [`CONSOLE_TAIL_BYTES`] of a console log, decoded lossily. When the log is longer,
+/// the partial first line is dropped and a note says how much was left out.
+pub(crate) fn console_tail(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let skipped = len.saturating_sub(CONSOLE_TAIL_BYTES);
+    file.seek(SeekFrom::Start(skipped))?;
+    let mut bytes = Vec::with_capacity((len - skipped) as usize);
+    file.take(CONSOLE_TAIL_BYTES).read_to_end(&mut bytes)?;
+    if skipped == 0 {
+        return Ok(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    let line_start = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(0, |newline| newline + 1);
+    Ok(format!(
+        "[… {} earlier bytes of the console log left out …]\n{}",
+        skipped + line_start as u64,
+        String::from_utf8_lossy(&bytes[line_start..])
+    ))
+}
+
+/// A duration from seconds that came from a file: negative, NaN or huge values become zero
+/// rather than a panic.
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value).unwrap_or(Duration::ZERO)
+}
