@@ -1,0 +1,175 @@
+//! The kernel-facing side of the agent, behind [`Kernel`] so that plans can run against a fake
+//! on the host: tests must never load or unload a real module outside a VM.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+/// What the agent asks of the kernel.
+pub trait Kernel: Sync {
+    /// Load the module file at `path` with a `k=v k2=v2` parameter string.
+    fn load(&self, path: &Path, params: &str) -> io::Result<()>;
+    /// Unload the module called `name` (underscores, as the kernel spells it), without waiting.
+    fn unload(&self, name: &str) -> io::Result<()>;
+    /// The text of `/proc/meminfo`.
+    fn meminfo(&self) -> io::Result<String>;
+}
+
+/// The running Linux kernel, through `finit_module`, `delete_module` and `/proc`.
+pub struct LinuxKernel;
+
+impl Kernel for LinuxKernel {
+    fn load(&self, path: &Path, params: &str) -> io::Result<()> {
+        let file = File::open(path).map_err(|err| {
+            io::Error::new(err.kind(), format!("cannot open the module file: {err}"))
+        })?;
+        let params = c_string(params)?;
+        // SAFETY: the fd and the NUL-terminated string outlive the call; flags 0 asks for nothing
+        // special.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_finit_module,
+                file.as_raw_fd(),
+                params.as_ptr(),
+                0 as libc::c_int,
+            )
+        };
+        check(rc)
+    }
+
+    fn unload(&self, name: &str) -> io::Result<()> {
+        let name = c_string(name)?;
+        // SAFETY: the NUL-terminated name outlives the call. O_NONBLOCK makes a busy module fail
+        // with EAGAIN instead of blocking the agent until its users go away.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_delete_module,
+                name.as_ptr(),
+                libc::O_NONBLOCK as libc::c_uint,
+            )
+        };
+        check(rc)
+    }
+
+    fn meminfo(&self) -> io::Result<String> {
+        std::fs::read_to_string("/proc/meminfo")
+    }
+}
+
+fn c_string(text: &str) -> io::Result<CString> {
+    CString::new(text).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{text:?} contains a NUL byte"),
+        )
+    })
+}
+
+fn check(rc: libc::c_long) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The name the kernel knows a module by: file names may use `-`, the kernel always uses `_`.
+pub fn kernel_module_name(module: &str) -> String {
+    module.replace('-', "_")
+}
+
+/// The parameter string `finit_module` takes: `k=v` pairs separated by spaces. A value holding
+/// whitespace is double-quoted, the one quoting the kernel's parameter parser understands.
+pub fn module_params(params: &BTreeMap<String, String>) -> String {
+    params
+        .iter()
+        .map(|(key, value)| {
+            if value.chars().any(char::is_whitespace) {
+                format!("{key}=\"{value}\"")
+            } else {
+                format!("{key}={value}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `/proc/meminfo` in bytes by field name. Fields in `kB` are scaled to bytes; fields without a
+/// unit (page counts such as `HugePages_Total`) are kept as they are. Lines that do not parse
+/// are skipped.
+pub fn parse_meminfo(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.split_once(':')?;
+            let mut words = rest.split_whitespace();
+            let number: u64 = words.next()?.parse().ok()?;
+            let value = match words.next() {
+                None => number,
+                Some("kB") => number.saturating_mul(1024),
+                Some(_) => return None,
+            };
+            Some((name.trim().to_string(), value))
+        })
+        .collect()
+}
+
+/// Seconds since boot, the clock the kernel's console timestamps are close to.
+pub fn uptime_s() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) };
+    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_kilobytes_become_bytes_and_counts_stay() {
+        let text = "MemTotal:        2014552 kB\n\
+                    SUnreclaim:        12345 kB\n\
+                    HugePages_Total:       7\n\
+                    garbage line\n\
+                    Weird:            12 MB\n";
+        let parsed = parse_meminfo(text);
+        assert_eq!(parsed["MemTotal"], 2014552 * 1024);
+        assert_eq!(parsed["SUnreclaim"], 12345 * 1024);
+        assert_eq!(parsed["HugePages_Total"], 7);
+        assert_eq!(parsed.len(), 3);
+    }
+
+    #[test]
+    fn meminfo_with_huge_numbers_does_not_overflow() {
+        let parsed = parse_meminfo(&format!("Big: {} kB\n", u64::MAX));
+        assert_eq!(parsed["Big"], u64::MAX);
+    }
+
+    #[test]
+    fn params_join_as_key_value_pairs_with_spaces_quoted() {
+        let params = BTreeMap::from([
+            ("delay_ms".to_string(), "5".to_string()),
+            ("name".to_string(), "a b".to_string()),
+        ]);
+        assert_eq!(module_params(&params), "delay_ms=5 name=\"a b\"");
+        assert_eq!(module_params(&BTreeMap::new()), "");
+    }
+
+    #[test]
+    fn dashes_in_module_names_become_underscores() {
+        assert_eq!(kernel_module_name("race-timer-buggy"), "race_timer_buggy");
+    }
+
+    #[test]
+    fn uptime_moves_forward() {
+        let before = uptime_s();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(uptime_s() >= before + 0.004);
+    }
+}

@@ -1,0 +1,632 @@
+//! Running a plan: steps in order, one [`Event::Step`] per leaf, memory samples per cycle.
+
+use std::io;
+use std::path::Path;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use modharness_protocol::{Event, Plan, Step};
+
+use crate::channel::Channel;
+use crate::kernel::{kernel_module_name, module_params, parse_meminfo, uptime_s, Kernel};
+use crate::shell;
+
+/// Run `plan` against `kernel`: send [`Event::Ready`], every step's result and the memory
+/// samples, then [`Event::Done`]. Returns whether every step succeeded, or the error that kept
+/// `Done` from being sent.
+pub fn run_plan(plan: &Plan, kernel: &dyn Kernel, channel: &Channel) -> io::Result<bool> {
+    let runner = Runner {
+        plan,
+        kernel,
+        channel,
+    };
+    runner.emit(&Event::Ready {
+        uptime_s: uptime_s(),
+    });
+    let ok = runner.run_top_level();
+    channel.send(&Event::Done { ok })?;
+    Ok(ok)
+}
+
+struct Runner<'a> {
+    plan: &'a Plan,
+    kernel: &'a dyn Kernel,
+    channel: &'a Channel,
+}
+
+/// The outcome of one leaf step.
+struct Outcome {
+    ok: bool,
+    error: Option<String>,
+    output: Option<String>,
+}
+
+impl Outcome {
+    fn success() -> Self {
+        Outcome {
+            ok: true,
+            error: None,
+            output: None,
+        }
+    }
+
+    fn failure(error: String) -> Self {
+        Outcome {
+            ok: false,
+            error: Some(error),
+            output: None,
+        }
+    }
+}
+
+impl Runner<'_> {
+    /// Like [`Runner::run_steps`], but a `repeat` here is a leak-measuring loop: memory is
+    /// sampled before its first iteration and after each one.
+    fn run_top_level(&self) -> bool {
+        let mut ok = true;
+        for (index, step) in self.plan.steps.iter().enumerate() {
+            let id = index.to_string();
+            ok &= match step {
+                Step::Repeat { times, steps } if self.plan.sample_memory => {
+                    self.sample_memory(0);
+                    self.run_repeat(&id, *times, steps, |cycle| self.sample_memory(cycle))
+                }
+                _ => self.run_step(&id, step),
+            };
+        }
+        ok
+    }
+
+    /// Run `steps`, numbered under `prefix`; every step runs even after one fails.
+    fn run_steps(&self, prefix: &str, steps: &[Step]) -> bool {
+        let mut ok = true;
+        for (index, step) in steps.iter().enumerate() {
+            ok &= self.run_step(&format!("{prefix}.{index}"), step);
+        }
+        ok
+    }
+
+    fn run_step(&self, id: &str, step: &Step) -> bool {
+        match step {
+            Step::Repeat { times, steps } => self.run_repeat(id, *times, steps, |_| {}),
+            Step::Parallel { branches } => self.run_parallel(id, branches),
+            Step::Load { module, params } => {
+                self.run_leaf(id, step, || self.load(module, &module_params(params)))
+            }
+            Step::Unload { module } => self.run_leaf(id, step, || self.unload(module)),
+            Step::Sleep { ms } => self.run_leaf(id, step, || {
+                std::thread::sleep(Duration::from_millis(*ms));
+                Outcome::success()
+            }),
+            Step::Shell { command } => self.run_leaf(id, step, || run_shell(command)),
+        }
+    }
+
+    /// Run `steps` `times` times, calling `after_iteration` with the 1-based iteration count.
+    fn run_repeat(
+        &self,
+        id: &str,
+        times: u32,
+        steps: &[Step],
+        after_iteration: impl Fn(u32),
+    ) -> bool {
+        let mut ok = true;
+        for iteration in 0..times {
+            ok &= self.run_steps(&format!("{id}.{iteration}"), steps);
+            after_iteration(iteration + 1);
+        }
+        ok
+    }
+
+    /// One thread per branch, released together so that the branches really race.
+    fn run_parallel(&self, id: &str, branches: &[Vec<Step>]) -> bool {
+        let start_line = Barrier::new(branches.len());
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = branches
+                .iter()
+                .enumerate()
+                .map(|(branch, steps)| {
+                    let start_line = &start_line;
+                    scope.spawn(move || {
+                        start_line.wait();
+                        self.run_steps(&format!("{id}.{branch}"), steps)
+                    })
+                })
+                .collect();
+            // Join every thread before combining: `all` would stop at the first failure.
+            let results: Vec<bool> = threads
+                .into_iter()
+                .map(|thread| thread.join().unwrap_or(false))
+                .collect();
+            results.into_iter().all(|ok| ok)
+        })
+    }
+
+    /// Time `action` and report it as the result of the leaf `step`.
+    fn run_leaf(&self, id: &str, step: &Step, action: impl FnOnce() -> Outcome) -> bool {
+        let start_s = uptime_s();
+        let started = Instant::now();
+        let outcome = action();
+        let module = match step {
+            Step::Load { module, .. } | Step::Unload { module } => Some(module.clone()),
+            _ => None,
+        };
+        self.emit(&Event::Step {
+            id: id.to_string(),
+            op: step.op().to_string(),
+            module,
+            ok: outcome.ok,
+            error: outcome.error,
+            start_s,
+            ms: started.elapsed().as_secs_f64() * 1000.0,
+            output: outcome.output,
+        });
+        outcome.ok
+    }
+
+    /// Load the module's files in order; a dependency already loaded is fine, the module itself
+    /// already loaded is not.
+    fn load(&self, module: &str, params: &str) -> Outcome {
+        let Some(paths) = self.plan.modules.get(module) else {
+            return Outcome::failure(format!(
+                "module {module:?} is not in the plan's module list"
+            ));
+        };
+        let Some((own_path, dependencies)) = paths.split_last() else {
+            return Outcome::failure(format!("module {module:?} has no files in the plan"));
+        };
+        for dependency in dependencies {
+            match self.kernel.load(Path::new(dependency), "") {
+                Err(err) if err.raw_os_error() != Some(libc::EEXIST) => {
+                    return Outcome::failure(format!("finit_module({dependency}): {err}"));
+                }
+                _ => {}
+            }
+        }
+        match self.kernel.load(Path::new(own_path), params) {
+            Ok(()) => Outcome::success(),
+            Err(err) => Outcome::failure(format!("finit_module({own_path}): {err}")),
+        }
+    }
+
+    fn unload(&self, module: &str) -> Outcome {
+        let name = kernel_module_name(module);
+        match self.kernel.unload(&name) {
+            Ok(()) => Outcome::success(),
+            Err(err) => Outcome::failure(format!("delete_module({name}): {err}")),
+        }
+    }
+
+    fn sample_memory(&self, cycle: u32) {
+        match self.kernel.meminfo() {
+            Ok(text) => self.emit(&Event::Memory {
+                cycle,
+                uptime_s: uptime_s(),
+                meminfo: parse_meminfo(&text),
+            }),
+            Err(err) => eprintln!("modharness-agent: memory sample {cycle} skipped: {err}"),
+        }
+    }
+
+    /// Send an event; a channel that fails is reported on the console, and the plan goes on so
+    /// that the console still shows what the kernel did.
+    fn emit(&self, event: &Event) {
+        if let Err(err) = self.channel.send(event) {
+            eprintln!("modharness-agent: cannot send an event: {err}");
+        }
+    }
+}
+
+fn run_shell(command: &str) -> Outcome {
+    let run = shell::run(command);
+    let error = match run.status {
+        Ok(status) if status.success() => None,
+        Ok(status) => Some(format!("/bin/sh {status}")),
+        Err(err) => Some(format!("cannot run /bin/sh: {err}")),
+    };
+    Outcome {
+        ok: error.is_none(),
+        error,
+        output: Some(run.output),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::tests::Captured;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    /// A kernel that only records calls. Files named `*exists*` fail with EEXIST, modules named
+    /// `busy*` refuse to unload with EAGAIN, and each call takes `delay` to happen.
+    #[derive(Default)]
+    struct FakeKernel {
+        calls: Mutex<Vec<Call>>,
+        delay: Duration,
+    }
+
+    struct Call {
+        what: String,
+        began: Instant,
+        ended: Instant,
+    }
+
+    impl FakeKernel {
+        fn slow(delay: Duration) -> Self {
+            FakeKernel {
+                delay,
+                ..FakeKernel::default()
+            }
+        }
+
+        fn record(&self, what: String) {
+            let began = Instant::now();
+            std::thread::sleep(self.delay);
+            let ended = Instant::now();
+            self.calls.lock().unwrap().push(Call { what, began, ended });
+        }
+
+        fn calls(&self) -> Vec<String> {
+            let calls = self.calls.lock().unwrap();
+            calls.iter().map(|call| call.what.clone()).collect()
+        }
+    }
+
+    impl Kernel for FakeKernel {
+        fn load(&self, path: &Path, params: &str) -> io::Result<()> {
+            self.record(format!("load {} [{params}]", path.display()));
+            if path.to_string_lossy().contains("exists") {
+                return Err(io::Error::from_raw_os_error(libc::EEXIST));
+            }
+            Ok(())
+        }
+
+        fn unload(&self, name: &str) -> io::Result<()> {
+            self.record(format!("unload {name}"));
+            if name.starts_with("busy") {
+                return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+            }
+            Ok(())
+        }
+
+        fn meminfo(&self) -> io::Result<String> {
+            let samples = self.calls.lock().unwrap().len() as u64;
+            Ok(format!(
+                "MemFree: {} kB\nHugePages_Total: 3\n",
+                1000 - samples
+            ))
+        }
+    }
+
+    fn plan(json: &str) -> Plan {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn run(plan: &Plan, kernel: &FakeKernel) -> (bool, Vec<Event>) {
+        let captured = Captured::default();
+        let channel = Channel::new(Box::new(captured.clone()));
+        let ok = run_plan(plan, kernel, &channel).unwrap();
+        (ok, captured.events())
+    }
+
+    /// The id, op and ok flag of each step event, in the order sent.
+    fn steps(events: &[Event]) -> Vec<(String, String, bool)> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Step { id, op, ok, .. } => Some((id.clone(), op.clone(), *ok)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn step(id: &str, op: &str, ok: bool) -> (String, String, bool) {
+        (id.to_string(), op.to_string(), ok)
+    }
+
+    fn find_step<'a>(events: &'a [Event], wanted: &str) -> &'a Event {
+        events
+            .iter()
+            .find(|event| matches!(event, Event::Step { id, .. } if id == wanted))
+            .unwrap_or_else(|| panic!("no step {wanted}"))
+    }
+
+    const MODULES: &str = r#""modules": {
+        "race-timer": ["/m/dep-exists.ko", "/m/dep.ko", "/m/race-timer.ko"],
+        "busy-mod": ["/m/busy-mod.ko"],
+        "already-exists": ["/m/already-exists.ko"]
+    }"#;
+
+    #[test]
+    fn ready_comes_first_and_done_last() {
+        let (ok, events) = run(
+            &plan(&format!(r#"{{"steps": [], {MODULES}}}"#)),
+            &FakeKernel::default(),
+        );
+        assert!(ok);
+        assert!(matches!(events.first(), Some(Event::Ready { uptime_s }) if *uptime_s > 0.0));
+        assert_eq!(events.last(), Some(&Event::Done { ok: true }));
+        assert_eq!(events.len(), 2);
+    }
+
+    #[test]
+    fn load_brings_dependencies_first_with_params_on_the_module_only() {
+        let kernel = FakeKernel::default();
+        let (ok, events) = run(
+            &plan(&format!(
+                r#"{{"steps": [{{"load": {{"module": "race-timer", "params": {{"b": "2", "a": "1"}}}}}}], {MODULES}}}"#
+            )),
+            &kernel,
+        );
+        assert!(ok, "EEXIST on a dependency is fine: {events:?}");
+        assert_eq!(
+            kernel.calls(),
+            [
+                "load /m/dep-exists.ko []",
+                "load /m/dep.ko []",
+                "load /m/race-timer.ko [a=1 b=2]"
+            ]
+        );
+        assert!(matches!(
+            find_step(&events, "0"),
+            Event::Step { op, module: Some(module), ok: true, error: None, .. }
+                if op == "load" && module == "race-timer"
+        ));
+    }
+
+    #[test]
+    fn loading_a_module_that_is_already_loaded_fails() {
+        let (ok, events) = run(
+            &plan(&format!(
+                r#"{{"steps": [{{"load": {{"module": "already-exists"}}}}], {MODULES}}}"#
+            )),
+            &FakeKernel::default(),
+        );
+        assert!(!ok);
+        let Event::Step {
+            error: Some(error), ..
+        } = find_step(&events, "0")
+        else {
+            panic!("no error in {events:?}");
+        };
+        assert!(
+            error.starts_with("finit_module(/m/already-exists.ko): File exists"),
+            "{error}"
+        );
+        assert_eq!(events.last(), Some(&Event::Done { ok: false }));
+    }
+
+    #[test]
+    fn loading_a_module_missing_from_the_plan_fails_clearly() {
+        let kernel = FakeKernel::default();
+        let (ok, events) = run(
+            &plan(&format!(
+                r#"{{"steps": [{{"load": {{"module": "nowhere"}}}}], {MODULES}}}"#
+            )),
+            &kernel,
+        );
+        assert!(!ok);
+        assert!(kernel.calls().is_empty());
+        let Event::Step {
+            error: Some(error), ..
+        } = find_step(&events, "0")
+        else {
+            panic!("no error in {events:?}");
+        };
+        assert!(
+            error.contains("\"nowhere\"") && error.contains("module list"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unload_uses_the_kernel_name_and_reports_the_errno() {
+        let kernel = FakeKernel::default();
+        let (_, events) = run(
+            &plan(&format!(
+                r#"{{"steps": [{{"unload": {{"module": "busy-mod"}}}}], {MODULES}}}"#
+            )),
+            &kernel,
+        );
+        assert_eq!(kernel.calls(), ["unload busy_mod"]);
+        let Event::Step {
+            op,
+            module,
+            ok,
+            error,
+            ..
+        } = find_step(&events, "0")
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            (op.as_str(), module.as_deref(), ok),
+            ("unload", Some("busy-mod"), &false)
+        );
+        assert_eq!(
+            error.as_deref(),
+            Some("delete_module(busy_mod): Resource temporarily unavailable (os error 11)")
+        );
+    }
+
+    #[test]
+    fn repeat_and_parallel_ids_nest_by_index() {
+        let (ok, events) = run(
+            &plan(&format!(
+                r#"{{"steps": [
+                    {{"sleep": {{"ms": 0}}}},
+                    {{"repeat": {{"times": 2, "steps": [
+                        {{"load": {{"module": "race-timer"}}}},
+                        {{"unload": {{"module": "race-timer"}}}}
+                    ]}}}},
+                    {{"parallel": {{"branches": [
+                        [{{"sleep": {{"ms": 0}}}}],
+                        [{{"sleep": {{"ms": 0}}}}, {{"sleep": {{"ms": 0}}}}]
+                    ]}}}}
+                ], {MODULES}}}"#
+            )),
+            &FakeKernel::default(),
+        );
+        assert!(ok);
+        let mut ids = steps(&events);
+        // Branches interleave freely; everything before the parallel step is in order.
+        ids[4..].sort();
+        assert_eq!(
+            ids,
+            [
+                step("0", "sleep", true),
+                step("1.0.0", "load", true),
+                step("1.0.1", "unload", true),
+                step("1.1.0", "load", true),
+                step("1.1.1", "unload", true),
+                step("2.0.0", "sleep", true),
+                step("2.1.0", "sleep", true),
+                step("2.1.1", "sleep", true),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_step_does_not_stop_the_plan() {
+        let kernel = FakeKernel::default();
+        let (ok, events) = run(
+            &plan(&format!(
+                r#"{{"steps": [
+                    {{"repeat": {{"times": 2, "steps": [{{"unload": {{"module": "busy-mod"}}}}]}}}},
+                    {{"parallel": {{"branches": [
+                        [{{"unload": {{"module": "busy-mod"}}}}],
+                        [{{"unload": {{"module": "race-timer"}}}}]
+                    ]}}}},
+                    {{"shell": {{"command": "true"}}}}
+                ], {MODULES}}}"#
+            )),
+            &kernel,
+        );
+        assert!(!ok);
+        assert_eq!(kernel.calls().len(), 4);
+        let mut results = steps(&events);
+        results[2..4].sort();
+        assert_eq!(
+            results,
+            [
+                step("0.0.0", "unload", false),
+                step("0.1.0", "unload", false),
+                step("1.0.0", "unload", false),
+                step("1.1.0", "unload", true),
+                step("2", "shell", true),
+            ]
+        );
+        assert_eq!(events.last(), Some(&Event::Done { ok: false }));
+    }
+
+    #[test]
+    fn parallel_branches_overlap_in_time() {
+        let kernel = FakeKernel::slow(Duration::from_millis(150));
+        let started = Instant::now();
+        let (ok, _) = run(
+            &plan(&format!(
+                r#"{{"steps": [{{"parallel": {{"branches": [
+                    [{{"unload": {{"module": "a"}}}}],
+                    [{{"unload": {{"module": "b"}}}}],
+                    [{{"unload": {{"module": "c"}}}}]
+                ]}}}}], {MODULES}}}"#
+            )),
+            &kernel,
+        );
+        let elapsed = started.elapsed();
+        assert!(ok);
+        let calls = kernel.calls.lock().unwrap();
+        assert_eq!(calls.len(), 3);
+        let last_start = calls.iter().map(|call| call.began).max().unwrap();
+        let first_end = calls.iter().map(|call| call.ended).min().unwrap();
+        assert!(last_start < first_end, "every call was in flight at once");
+        assert!(elapsed < Duration::from_millis(400), "took {elapsed:?}");
+    }
+
+    #[test]
+    fn memory_is_sampled_before_and_after_each_top_level_iteration_only() {
+        let (_, events) = run(
+            &plan(&format!(
+                r#"{{"sample_memory": true, "steps": [
+                    {{"repeat": {{"times": 2, "steps": [
+                        {{"unload": {{"module": "m"}}}},
+                        {{"repeat": {{"times": 3, "steps": [{{"sleep": {{"ms": 0}}}}]}}}}
+                    ]}}}},
+                    {{"unload": {{"module": "m"}}}}
+                ], {MODULES}}}"#
+            )),
+            &FakeKernel::default(),
+        );
+        let order: Vec<String> = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Memory { cycle, .. } => Some(format!("memory {cycle}")),
+                Event::Step { id, op, .. } if op == "unload" => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            order,
+            ["memory 0", "0.0.0", "memory 1", "0.1.0", "memory 2", "1"]
+        );
+        let Some(Event::Memory { meminfo, .. }) = events
+            .iter()
+            .find(|e| matches!(e, Event::Memory { cycle: 1, .. }))
+        else {
+            panic!("no sample 1");
+        };
+        assert_eq!(
+            meminfo,
+            &BTreeMap::from([
+                ("HugePages_Total".to_string(), 3),
+                ("MemFree".to_string(), 999 * 1024),
+            ])
+        );
+    }
+
+    #[test]
+    fn memory_is_not_sampled_unless_asked() {
+        let (_, events) = run(
+            &plan(&format!(
+                r#"{{"steps": [{{"repeat": {{"times": 2, "steps": [{{"sleep": {{"ms": 0}}}}]}}}}], {MODULES}}}"#
+            )),
+            &FakeKernel::default(),
+        );
+        assert!(!events.iter().any(|e| matches!(e, Event::Memory { .. })));
+    }
+
+    #[test]
+    fn a_shell_step_reports_its_output_and_exit_status() {
+        let (ok, events) = run(
+            &plan(&format!(
+                r#"{{"steps": [{{"shell": {{"command": "echo hello; exit 4"}}}}], {MODULES}}}"#
+            )),
+            &FakeKernel::default(),
+        );
+        assert!(!ok);
+        let Event::Step { output, error, .. } = find_step(&events, "0") else {
+            unreachable!()
+        };
+        assert_eq!(output.as_deref(), Some("hello\n"));
+        assert!(
+            error.as_deref().unwrap_or_default().contains('4'),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_sleep_step_takes_its_time() {
+        let (_, events) = run(
+            &plan(&format!(
+                r#"{{"steps": [{{"sleep": {{"ms": 30}}}}], {MODULES}}}"#
+            )),
+            &FakeKernel::default(),
+        );
+        let Event::Step { ms, module, .. } = find_step(&events, "0") else {
+            unreachable!()
+        };
+        assert!(*ms >= 30.0, "{ms}");
+        assert_eq!(module, &None);
+    }
+}
