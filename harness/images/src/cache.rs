@@ -1,0 +1,126 @@
+//! The on-disk cache shared by every run: kernels, module builds.
+//!
+//! Entries are made in a private temporary directory and published with one `rename`, under an
+//! exclusive `flock` on the entry's lock file: two runs never build the same entry at once, and an
+//! interrupted run leaves only a temporary directory that nobody trusts (and the next run sweeps).
+
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// The cache root: `$MODHARNESS_CACHE`, else `$XDG_CACHE_HOME/modharness`, else
+/// `~/.cache/modharness`.
+pub fn default_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MODHARNESS_CACHE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir).join("modharness");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(home).join(".cache/modharness")
+}
+
+/// An exclusive lock on a cache entry, released when dropped.
+pub struct EntryLock {
+    _file: File,
+}
+
+/// Take the exclusive lock for `entry` (a path inside the cache), waiting for another holder.
+pub fn lock(entry: &Path) -> Result<EntryLock> {
+    let lock_path = entry.with_extension("lock");
+    if let Some(parent) = lock_path.parent() {
+        fs::create_dir_all(parent).map_err(Error::io(parent))?;
+    }
+    let file = File::create(&lock_path).map_err(Error::io(&lock_path))?;
+    // SAFETY: flock on a file descriptor we own; it is released when the file closes.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(Error::io(&lock_path)(std::io::Error::last_os_error()));
+    }
+    Ok(EntryLock { _file: file })
+}
+
+/// Make the cache entry `entry` unless it exists: `make` fills a fresh temporary directory, which
+/// then becomes `entry` atomically. Returns `entry`.
+pub fn get_or_make(entry: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    if entry.is_dir() {
+        return Ok(entry.to_path_buf());
+    }
+    let _lock = lock(entry)?;
+    if entry.is_dir() {
+        return Ok(entry.to_path_buf());
+    }
+    let name = entry
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("entry");
+    let tmp = entry.with_file_name(format!(".tmp-{name}-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(Error::io(&tmp))?;
+    }
+    fs::create_dir_all(&tmp).map_err(Error::io(&tmp))?;
+    match make(&tmp) {
+        Ok(()) => {
+            fs::rename(&tmp, entry).map_err(Error::io(entry))?;
+            Ok(entry.to_path_buf())
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_make_leaves_no_entry_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("k");
+        let err = get_or_make(&entry, |tmp| {
+            fs::write(tmp.join("half"), b"x").unwrap();
+            Err(Error::Other("interrupted".into()))
+        });
+        assert!(err.is_err());
+        assert!(!entry.exists());
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn an_existing_entry_is_not_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("k");
+        get_or_make(&entry, |tmp| Ok(fs::write(tmp.join("f"), b"1").unwrap())).unwrap();
+        get_or_make(&entry, |_| panic!("made twice")).unwrap();
+        assert_eq!(fs::read(entry.join("f")).unwrap(), b"1");
+    }
+
+    #[test]
+    fn concurrent_makers_publish_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("k");
+        let made = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    get_or_make(&entry, |tmp| {
+                        made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        Ok(fs::write(tmp.join("f"), b"1").unwrap())
+                    })
+                    .unwrap();
+                });
+            }
+        });
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,527 @@
+//! Kernel specs and their acquisition.
+//!
+//! `debian:RELEASE`, `debian:latest` and `debian:latest-FLAVOUR` come from Debian's packages:
+//! `apt-get download` of the unsigned image, the headers and what the headers depend on (their
+//! `-common` package and `linux-kbuild-*`), unpacked with `dpkg-deb -x`. `path:VMLINUZ[,…]` is a
+//! kernel the user built. Either way the result is a [`Kernel`]: something QEMU can boot, and
+//! optionally headers to build modules against and a modules tree to take modules from.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{cache, run, Error, Result};
+
+/// The default kernel spec: the newest Debian amd64 kernel apt knows.
+pub const DEFAULT_SPEC: &str = "debian:latest";
+
+/// A parsed kernel spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelSpec {
+    /// The newest Debian kernel of a flavour (`amd64`, `cloud-amd64`, `rt-amd64`).
+    DebianLatest { flavour: String },
+    /// One Debian kernel release, e.g. `6.1.0-54-amd64`.
+    Debian { release: String },
+    /// A local kernel image, with optional headers (a kbuild-ready tree) and modules tree
+    /// (a directory holding `lib/modules/RELEASE`).
+    Path {
+        image: PathBuf,
+        headers: Option<PathBuf>,
+        modules: Option<PathBuf>,
+    },
+}
+
+impl KernelSpec {
+    /// Parse `debian:…` or `path:…`.
+    pub fn parse(spec: &str) -> Result<KernelSpec> {
+        let bad = |why: &str| Error::BadSpec {
+            spec: spec.to_string(),
+            why: why.to_string(),
+        };
+        if let Some(rest) = spec.strip_prefix("debian:") {
+            if rest == "latest" {
+                return Ok(KernelSpec::DebianLatest {
+                    flavour: "amd64".into(),
+                });
+            }
+            if let Some(flavour) = rest.strip_prefix("latest-") {
+                if !is_safe_name(flavour) {
+                    return Err(bad("the flavour may hold only letters, digits and -"));
+                }
+                return Ok(KernelSpec::DebianLatest {
+                    flavour: flavour.to_string(),
+                });
+            }
+            if parse_release(rest).is_none() {
+                return Err(bad(
+                    "expected debian:latest, debian:latest-FLAVOUR or debian:RELEASE \
+                     (e.g. debian:6.1.0-54-amd64)",
+                ));
+            }
+            return Ok(KernelSpec::Debian {
+                release: rest.to_string(),
+            });
+        }
+        if let Some(rest) = spec.strip_prefix("path:") {
+            let mut parts = rest.split(',');
+            let image = PathBuf::from(parts.next().unwrap_or_default());
+            if image.as_os_str().is_empty() {
+                return Err(bad(
+                    "path: needs a kernel image, e.g. path:arch/x86/boot/bzImage",
+                ));
+            }
+            let (mut headers, mut modules) = (None, None);
+            for part in parts {
+                match part.split_once('=') {
+                    Some(("headers", dir)) => headers = Some(PathBuf::from(dir)),
+                    Some(("modules", dir)) => modules = Some(PathBuf::from(dir)),
+                    _ => return Err(bad("after the image, only headers=DIR and modules=DIR")),
+                }
+            }
+            return Ok(KernelSpec::Path {
+                image,
+                headers,
+                modules,
+            });
+        }
+        Err(bad("expected debian:… or path:…"))
+    }
+}
+
+/// A Debian kernel release split into its ABI and flavour: `6.1.0-54-cloud-amd64` is ABI
+/// `6.1.0-54`, flavour `cloud-amd64`; `6.12.117+deb12-amd64` is `6.12.117+deb12`, `amd64`.
+pub fn parse_release(release: &str) -> Option<(&str, &str)> {
+    let bytes = release.as_bytes();
+    // The ABI is digits and dots, then either `-N` or `+debN`.
+    let mut i = bytes
+        .iter()
+        .position(|b| !(b.is_ascii_digit() || *b == b'.'))?;
+    if i == 0 {
+        return None;
+    }
+    let tail = &release[i..];
+    if let Some(rest) = tail.strip_prefix('+') {
+        i += 1 + rest.find('-')?;
+    } else {
+        let rest = tail.strip_prefix('-')?;
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        i += 1 + digits;
+    }
+    let flavour = release[i..].strip_prefix('-')?;
+    if !is_safe_name(flavour)
+        || !release[..i]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".+-".contains(&b))
+    {
+        return None;
+    }
+    Some((&release[..i], flavour))
+}
+
+fn is_safe_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Compare two releases the way a person would: runs of digits as numbers.
+pub fn compare_releases(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(&cb) {
+        let ord = match (x, y) {
+            ((true, x), (true, y)) => x
+                .parse::<u64>()
+                .unwrap_or(0)
+                .cmp(&y.parse::<u64>().unwrap_or(0)),
+            ((_, x), (_, y)) => x.cmp(y),
+        };
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    ca.len().cmp(&cb.len())
+}
+
+/// The newest release of `flavour` among `package_names` (as `apt-cache pkgnames` lists them).
+pub fn newest_release<'a>(
+    package_names: impl IntoIterator<Item = &'a str>,
+    flavour: &str,
+) -> Option<String> {
+    package_names
+        .into_iter()
+        .filter_map(|name| name.strip_prefix("linux-image-")?.strip_suffix("-unsigned"))
+        .filter(|release| parse_release(release).is_some_and(|(_, f)| f == flavour))
+        .max_by(|a, b| compare_releases(a, b))
+        .map(str::to_string)
+}
+
+/// A kernel ready to boot.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Kernel {
+    /// The spec it came from, as the user wrote it.
+    pub spec: String,
+    /// `uname -r` of the kernel.
+    pub release: String,
+    /// What to give QEMU's `-kernel`: the uncompressed vmlinux when it could be extracted
+    /// (booted through its PVH entry, seconds faster under TCG), else the bzImage.
+    pub boot_image: PathBuf,
+    /// A kbuild-ready headers tree, for out-of-tree module builds.
+    pub headers: Option<PathBuf>,
+    /// The kernel's modules, `…/lib/modules/RELEASE` (with `modules.dep`).
+    pub modules_dir: Option<PathBuf>,
+}
+
+const MANIFEST: &str = "kernel.json";
+
+/// Get the kernel for `spec`, fetching it into the cache under `cache_root` when needed.
+pub fn acquire(spec_text: &str, cache_root: &Path) -> Result<Kernel> {
+    match KernelSpec::parse(spec_text)? {
+        KernelSpec::DebianLatest { flavour } => {
+            let release = latest_debian_release(&flavour)?;
+            fetch_debian(spec_text, &release, cache_root)
+        }
+        KernelSpec::Debian { release } => fetch_debian(spec_text, &release, cache_root),
+        KernelSpec::Path {
+            image,
+            headers,
+            modules,
+        } => local_kernel(spec_text, &image, headers, modules, cache_root),
+    }
+}
+
+/// Ask apt which is the newest kernel release of `flavour`.
+pub fn latest_debian_release(flavour: &str) -> Result<String> {
+    let names = run(
+        Command::new("apt-cache").args(["pkgnames", "linux-image-"]),
+        "apt-cache pkgnames linux-image-",
+    )?;
+    newest_release(names.lines(), flavour).ok_or_else(|| {
+        Error::Other(format!(
+            "apt knows no linux-image-*-{flavour}-unsigned package; run `apt-get update` \
+             (or check the flavour)"
+        ))
+    })
+}
+
+/// The kernels already in the cache.
+pub fn cached(cache_root: &Path) -> Vec<Kernel> {
+    let Ok(entries) = fs::read_dir(cache_root.join("kernels")) else {
+        return Vec::new();
+    };
+    let mut kernels: Vec<Kernel> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| fs::read(e.path().join(MANIFEST)).ok())
+        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+        .collect();
+    kernels.sort_by(|a, b| compare_releases(&a.release, &b.release));
+    kernels
+}
+
+fn fetch_debian(spec: &str, release: &str, cache_root: &Path) -> Result<Kernel> {
+    if parse_release(release).is_none() {
+        return Err(Error::BadSpec {
+            spec: spec.into(),
+            why: format!("`{release}` is not a Debian kernel release"),
+        });
+    }
+    let entry = cache_root.join("kernels").join(format!("debian-{release}"));
+    let dir = cache::get_or_make(&entry, |tmp| unpack_debian(release, tmp))?;
+    let mut kernel = debian_kernel(release, &dir);
+    kernel.spec = spec.to_string();
+    Ok(kernel)
+}
+
+/// Where things are in an unpacked Debian kernel entry.
+fn debian_kernel(release: &str, dir: &Path) -> Kernel {
+    let root = dir.join("root");
+    let vmlinux = dir.join("vmlinux");
+    Kernel {
+        spec: format!("debian:{release}"),
+        release: release.to_string(),
+        boot_image: if vmlinux.is_file() {
+            vmlinux
+        } else {
+            root.join(format!("boot/vmlinuz-{release}"))
+        },
+        headers: Some(root.join(format!("usr/src/linux-headers-{release}"))),
+        modules_dir: Some(root.join(format!("lib/modules/{release}"))),
+    }
+}
+
+fn unpack_debian(release: &str, tmp: &Path) -> Result<()> {
+    let debs = tmp.join("debs");
+    fs::create_dir_all(&debs).map_err(Error::io(&debs))?;
+    let headers_pkg = format!("linux-headers-{release}");
+    let mut packages = vec![
+        format!("linux-image-{release}-unsigned"),
+        headers_pkg.clone(),
+    ];
+    let show = run(
+        Command::new("apt-cache").args(["show", "--no-all-versions", &headers_pkg]),
+        &format!("apt-cache show {headers_pkg} (is `{release}` a release apt knows? try `apt-get update`)"),
+    )?;
+    packages.extend(header_dependencies(&show));
+    run(
+        Command::new("apt-get")
+            .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
+            .args(&packages)
+            .current_dir(&debs),
+        &format!("apt-get download {}", packages.join(" ")),
+    )?;
+    let root = tmp.join("root");
+    for deb in fs::read_dir(&debs).map_err(Error::io(&debs))? {
+        let deb = deb.map_err(Error::io(&debs))?.path();
+        run(
+            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
+            &format!("dpkg-deb -x {}", deb.display()),
+        )?;
+    }
+    fs::remove_dir_all(&debs).map_err(Error::io(&debs))?;
+    make_headers_relocatable(&root.join(format!("usr/src/linux-headers-{release}")))?;
+    run(
+        Command::new("depmod").arg("-b").arg(&root).arg(release),
+        "depmod",
+    )?;
+    let bzimage = root.join(format!("boot/vmlinuz-{release}"));
+    if let Some(vmlinux) = extract_vmlinux(&bzimage)? {
+        let path = tmp.join("vmlinux");
+        fs::write(&path, vmlinux).map_err(Error::io(&path))?;
+    }
+    let kernel = debian_kernel(release, tmp);
+    let manifest = Kernel {
+        boot_image: PathBuf::new(),
+        headers: None,
+        modules_dir: None,
+        ..kernel
+    };
+    let path = tmp.join(MANIFEST);
+    fs::write(
+        &path,
+        serde_json::to_vec_pretty(&manifest).expect("serializable"),
+    )
+    .map_err(Error::io(&path))
+}
+
+/// The packages a Debian headers package needs for kbuild, from its `apt-cache show` text:
+/// `linux-headers-*-common*` and `linux-kbuild-*`.
+pub fn header_dependencies(show: &str) -> Vec<String> {
+    let Some(depends) = show.lines().find_map(|l| l.strip_prefix("Depends:")) else {
+        return Vec::new();
+    };
+    depends
+        .split([',', '|'])
+        .filter_map(|dep| dep.split_whitespace().next())
+        .filter(|name| {
+            (name.starts_with("linux-headers-") && name.contains("-common"))
+                || name.starts_with("linux-kbuild-")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Debian's headers `Makefile` includes the `-common` tree by absolute path
+/// (`/usr/src/…`); make it relative, so the unpacked copy works wherever the cache is.
+fn make_headers_relocatable(headers: &Path) -> Result<()> {
+    let makefile = headers.join("Makefile");
+    let text = fs::read_to_string(&makefile).map_err(Error::io(&makefile))?;
+    let fixed = text.replace("include /usr/src/", "include ../");
+    fs::write(&makefile, fixed).map_err(Error::io(&makefile))
+}
+
+/// Decompress the vmlinux inside a bzImage (zstd or xz payload), or `None` when the payload is
+/// in a format not handled here. The result is an ELF whose PVH note QEMU can boot directly.
+pub fn extract_vmlinux(bzimage: &Path) -> Result<Option<Vec<u8>>> {
+    let data = fs::read(bzimage).map_err(Error::io(bzimage))?;
+    let is_elf = |v: &[u8]| v.starts_with(b"\x7fELF");
+    if let Some(at) = find(&data, b"\x28\xb5\x2f\xfd") {
+        let mut out = Vec::new();
+        let mut decoder = ruzstd::decoding::StreamingDecoder::new(&data[at..])
+            .map_err(|e| Error::Other(format!("{}: zstd: {e}", bzimage.display())))?;
+        if decoder.read_to_end(&mut out).is_ok() && is_elf(&out) {
+            return Ok(Some(out));
+        }
+    }
+    if let Some(at) = find(&data, b"\xfd7zXZ\x00") {
+        let mut out = Vec::new();
+        let mut input = &data[at..];
+        // The payload is followed by other bytes; the decoder stops at the stream's end.
+        let _ = lzma_rs::xz_decompress(&mut input, &mut out);
+        if is_elf(&out) {
+            return Ok(Some(out));
+        }
+    }
+    Ok(None)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The release string a bzImage carries in its setup header (`uname -r`).
+pub fn bzimage_release(data: &[u8]) -> Option<String> {
+    if data.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let offset = u16::from_le_bytes([*data.get(0x20e)?, *data.get(0x20f)?]) as usize + 0x200;
+    let text = data.get(offset..)?;
+    let end = text.iter().position(|&b| b == 0 || b == b' ')?;
+    std::str::from_utf8(&text[..end]).ok().map(str::to_string)
+}
+
+fn local_kernel(
+    spec: &str,
+    image: &Path,
+    headers: Option<PathBuf>,
+    modules: Option<PathBuf>,
+    cache_root: &Path,
+) -> Result<Kernel> {
+    let data = fs::read(image).map_err(Error::io(image))?;
+    let release = bzimage_release(&data).unwrap_or_else(|| "unknown".into());
+    if let Some(dir) = headers.iter().chain(&modules).find(|d| !d.is_dir()) {
+        return Err(Error::BadSpec {
+            spec: spec.into(),
+            why: format!("{} is not a directory", dir.display()),
+        });
+    }
+    // Extracting the vmlinux takes seconds; keep it, keyed by the image's content.
+    let digest = crate::modbuild::hex_digest(&[&data]);
+    let entry = cache_root
+        .join("kernels")
+        .join(format!("local-{}", &digest[..16]));
+    let dir = cache::get_or_make(&entry, |tmp| {
+        if let Some(vmlinux) = extract_vmlinux(image)? {
+            fs::write(tmp.join("vmlinux"), vmlinux).map_err(Error::io(tmp))?;
+        }
+        Ok(())
+    })?;
+    let vmlinux = dir.join("vmlinux");
+    Ok(Kernel {
+        spec: spec.to_string(),
+        boot_image: if vmlinux.is_file() {
+            vmlinux
+        } else {
+            image.to_path_buf()
+        },
+        modules_dir: modules.map(|m| m.join("lib/modules").join(&release)),
+        release,
+        headers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_split_into_abi_and_flavour() {
+        assert_eq!(parse_release("6.1.0-54-amd64"), Some(("6.1.0-54", "amd64")));
+        assert_eq!(
+            parse_release("6.1.0-54-cloud-amd64"),
+            Some(("6.1.0-54", "cloud-amd64"))
+        );
+        assert_eq!(
+            parse_release("6.12.117+deb12-rt-amd64"),
+            Some(("6.12.117+deb12", "rt-amd64"))
+        );
+        assert_eq!(parse_release("amd64"), None);
+        assert_eq!(parse_release("6.1.0-54"), None);
+        assert_eq!(parse_release("6.1.0-54-../../x"), None);
+    }
+
+    #[test]
+    fn newest_release_orders_numerically_and_keeps_to_the_flavour() {
+        let names = [
+            "linux-image-6.1.0-9-amd64-unsigned",
+            "linux-image-6.1.0-56-amd64-unsigned",
+            "linux-image-6.12.117+deb12-cloud-amd64-unsigned",
+            "linux-image-6.12.9+deb12-amd64-unsigned",
+            "linux-image-6.12.117+deb12-amd64-unsigned",
+            "linux-image-6.12.117+deb12-amd64",
+            "linux-image-amd64",
+        ];
+        assert_eq!(
+            newest_release(names, "amd64").as_deref(),
+            Some("6.12.117+deb12-amd64")
+        );
+        assert_eq!(
+            newest_release(names, "cloud-amd64").as_deref(),
+            Some("6.12.117+deb12-cloud-amd64")
+        );
+        assert_eq!(newest_release(names, "rt-amd64"), None);
+    }
+
+    #[test]
+    fn specs_parse_and_bad_ones_say_what_is_expected() {
+        assert_eq!(
+            KernelSpec::parse("debian:latest").unwrap(),
+            KernelSpec::DebianLatest {
+                flavour: "amd64".into()
+            }
+        );
+        assert_eq!(
+            KernelSpec::parse("debian:latest-rt-amd64").unwrap(),
+            KernelSpec::DebianLatest {
+                flavour: "rt-amd64".into()
+            }
+        );
+        assert_eq!(
+            KernelSpec::parse("debian:6.1.0-54-amd64").unwrap(),
+            KernelSpec::Debian {
+                release: "6.1.0-54-amd64".into()
+            }
+        );
+        assert_eq!(
+            KernelSpec::parse("path:/k/bzImage,headers=/h").unwrap(),
+            KernelSpec::Path {
+                image: "/k/bzImage".into(),
+                headers: Some("/h".into()),
+                modules: None
+            }
+        );
+        for bad in [
+            "ubuntu:22.04",
+            "debian:6.1",
+            "debian:latest-a/b",
+            "path:",
+            "path:x,y=z",
+        ] {
+            let err = KernelSpec::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn header_dependencies_come_from_the_depends_line() {
+        let show = "Package: linux-headers-6.1.0-56-rt-amd64\nDepends: linux-headers-6.1.0-56-common-rt (= 6.1.192-2), linux-kbuild-6.1 (>= 6.1.192-2), linux-compiler-gcc-12-x86\n";
+        assert_eq!(
+            header_dependencies(show),
+            ["linux-headers-6.1.0-56-common-rt", "linux-kbuild-6.1"]
+        );
+    }
+
+    #[test]
+    fn bzimage_release_reads_the_setup_header() {
+        let mut image = vec![0u8; 0x400];
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        image[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        image[0x300..0x312].copy_from_slice(b"6.1.0-54-amd64 (x)");
+        assert_eq!(bzimage_release(&image).as_deref(), Some("6.1.0-54-amd64"));
+        assert_eq!(bzimage_release(&[0u8; 16]), None);
+    }
+}
