@@ -61,9 +61,10 @@ fn test_case(scenario: &ScenarioResult, release: &str, out_dir: &Path) -> io::Re
         }
         Status::Error => {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
-            status.set_message(xml_string(
-                scenario.error.as_deref().unwrap_or("infrastructure error"),
-            ));
+            let error = xml_string(scenario.error.as_deref().unwrap_or("infrastructure error"));
+            // The body too: CI front-ends differ in which of the two they show, and an
+            // attribute loses the error's line breaks.
+            status.set_message(error.clone()).set_description(error);
             status
         }
     };

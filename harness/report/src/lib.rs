@@ -23,7 +23,7 @@ pub use atomic::write_atomic;
 /// The `schema` value this crate writes and accepts.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// File names inside an out dir.
+/// The report file name inside an out dir.
 pub const REPORT_JSON: &str = "report.json";
 /// The JUnit XML file name inside an out dir.
 pub const JUNIT_XML: &str = "junit.xml";
@@ -347,7 +347,8 @@ impl Report {
     /// - `duration_s` is the **span** from the earliest start to the latest end
     ///   (`started_at + duration_s` of each report), which is the wall-clock time whether the
     ///   inputs ran one after another or as parallel shards. When a `started_at` cannot be
-    ///   parsed the span is unknowable and the **maximum** duration is used instead.
+    ///   parsed (or a duration is negative or not finite) the span is unknowable and the
+    ///   **maximum** duration is used instead.
     /// - `host` fields are kept when all reports agree, otherwise the distinct values are
     ///   joined with `", "`.
     /// - Merging no reports gives an empty report with an empty `started_at`.

@@ -313,6 +313,7 @@ fn junit_from_hostile_console_bytes_is_well_formed_xml() {
         .attribute("message")
         .unwrap()
         .starts_with("qemu said "));
+    assert_eq!(error.text(), error.attribute("message"));
 }
 
 #[test]
