@@ -22,8 +22,9 @@ impl Channel {
         }
     }
 
-    /// Open the control port: `path` when given (created if missing, for tests and manual
-    /// runs), else [`CONTROL_TTY`], falling back to stdout when the guest has no such port.
+    /// Open the control port: `path` when given (for tests and manual runs; created if missing
+    /// and appended to, so that init's stand-in `Done` follows the plan child's lines), else
+    /// [`CONTROL_TTY`], falling back to stdout when the guest has no such port.
     pub fn open(path: Option<&Path>) -> io::Result<Self> {
         let file = match path {
             Some(path) => open_for_writing(path, true)
@@ -56,7 +57,7 @@ fn open_for_writing(path: &Path, create: bool) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create(create)
-        .truncate(create)
+        .append(create)
         // Opening a tty must not make it the agent's controlling terminal.
         .custom_flags(libc::O_NOCTTY)
         .open(path)
@@ -170,13 +171,19 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn an_explicit_control_path_is_created_and_written() {
+    fn an_explicit_control_path_is_created_then_appended_to() {
         let path =
             std::env::temp_dir().join(format!("modharness-agent-{}.ctl", std::process::id()));
-        let channel = Channel::open(Some(&path)).unwrap();
-        channel.send(&Event::Done { ok: false }).unwrap();
+        let _ = std::fs::remove_file(&path);
+        for ok in [true, false] {
+            let channel = Channel::open(Some(&path)).unwrap();
+            channel.send(&Event::Done { ok }).unwrap();
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(text, "{\"event\":\"done\",\"ok\":false}\n");
+        assert_eq!(
+            text,
+            "{\"event\":\"done\",\"ok\":true}\n{\"event\":\"done\",\"ok\":false}\n"
+        );
     }
 }
