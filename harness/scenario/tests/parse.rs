@@ -1,0 +1,262 @@
+//! What a valid scenario file turns into.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use modharness_protocol::Step;
+use modharness_scenario::{load, parse, MemoryExpectation, Scenario, VmSettings};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn load_step(module: &str) -> Step {
+    Step::Load {
+        module: module.into(),
+        params: BTreeMap::new(),
+    }
+}
+
+fn unload_step(module: &str) -> Step {
+    Step::Unload {
+        module: module.into(),
+    }
+}
+
+#[test]
+fn every_key_of_the_format_is_read() {
+    let scenario = load(&fixture("everything.yaml")).unwrap();
+    assert_eq!(scenario.name, "everything");
+    assert_eq!(
+        scenario.description,
+        "Unloading while a timer is armed must oops, and nothing else may go wrong."
+    );
+    assert_eq!(scenario.file, fixture("everything.yaml"));
+    assert_eq!(
+        scenario.vm,
+        VmSettings {
+            cpus: 4,
+            memory_mib: 1024,
+            cmdline: "slub_debug=FZPU".into(),
+            timeout: Duration::from_secs(120),
+        }
+    );
+    assert_eq!(scenario.modules, ["helper_mod", "extra"]);
+    let params: BTreeMap<String, String> = [
+        ("count", "10"),
+        ("verbose", "true"),
+        ("mask", "0x10"),
+        ("label", "hello world"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect();
+    assert_eq!(
+        scenario.steps,
+        [
+            load_step("race_timer"),
+            Step::Load {
+                module: "params_mod".into(),
+                params,
+            },
+            Step::Sleep { ms: 200 },
+            unload_step("race_timer"),
+            Step::Repeat {
+                times: 50,
+                steps: vec![load_step("leaky"), unload_step("leaky")],
+            },
+            Step::Parallel {
+                branches: vec![
+                    vec![load_step("a"), Step::Sleep { ms: 1000 }],
+                    vec![Step::Repeat {
+                        times: 2,
+                        steps: vec![load_step("b"), unload_step("b")],
+                    }],
+                ],
+            },
+            Step::Shell {
+                command: "echo 5 > /proc/sys/kernel/hung_task_timeout_secs".into(),
+            },
+        ]
+    );
+    let findings = &scenario.expect.findings;
+    assert_eq!(findings.len(), 2);
+    assert_eq!(findings[0].kind, "oops");
+    assert_eq!(findings[0].module.as_deref(), Some("race_timer"));
+    assert_eq!(
+        findings[0].title.as_ref().unwrap().as_str(),
+        "page fault in (__run_timers|call_timer_fn)"
+    );
+    assert_eq!(findings[1].kind, "warning");
+    assert_eq!(findings[1].module, None);
+    assert!(findings[1].title.is_none());
+    assert_eq!(
+        scenario.expect.memory,
+        Some(MemoryExpectation {
+            max_leak_bytes_per_cycle: 4096
+        })
+    );
+}
+
+#[test]
+fn omitted_keys_take_their_defaults() {
+    let scenario = load(&fixture("minimal.yaml")).unwrap();
+    assert_eq!(scenario.description, "");
+    assert_eq!(scenario.vm, VmSettings::default());
+    assert_eq!(scenario.vm.cpus, 2);
+    assert_eq!(scenario.vm.memory_mib, 512);
+    assert_eq!(scenario.vm.cmdline, "");
+    assert_eq!(scenario.vm.timeout, Duration::from_secs(120));
+    assert!(scenario.modules.is_empty());
+    assert!(scenario.expect.findings.is_empty());
+    assert_eq!(scenario.expect.memory, None);
+    assert_eq!(scenario.steps, [load_step("hello")]);
+}
+
+fn parse_vm(vm: &str) -> VmSettings {
+    let text = format!("name: t\nvm: {vm}\nsteps: [ {{ load: a }} ]\n");
+    parse(&text, Path::new("t.yaml")).unwrap().vm
+}
+
+#[test]
+fn memory_sizes_are_read_in_mib() {
+    assert_eq!(parse_vm("{ memory: 256 }").memory_mib, 256);
+    assert_eq!(parse_vm("{ memory: 768M }").memory_mib, 768);
+    assert_eq!(parse_vm("{ memory: 768MiB }").memory_mib, 768);
+    assert_eq!(parse_vm("{ memory: 2G }").memory_mib, 2048);
+    assert_eq!(parse_vm("{ memory: 2GiB }").memory_mib, 2048);
+}
+
+#[test]
+fn timeouts_are_read_in_every_unit() {
+    assert_eq!(
+        parse_vm("{ timeout: 500ms }").timeout,
+        Duration::from_millis(500)
+    );
+    assert_eq!(
+        parse_vm("{ timeout: 60s }").timeout,
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        parse_vm("{ timeout: 2m }").timeout,
+        Duration::from_secs(120)
+    );
+    assert_eq!(
+        parse_vm("{ timeout: 1h }").timeout,
+        Duration::from_secs(3600)
+    );
+}
+
+#[test]
+fn cpu_counts_from_one_to_eight_are_accepted() {
+    assert_eq!(parse_vm("{ cpus: 1 }").cpus, 1);
+    assert_eq!(parse_vm("{ cpus: 8 }").cpus, 8);
+}
+
+#[test]
+fn an_empty_vm_mapping_keeps_the_defaults() {
+    assert_eq!(parse_vm("{}"), VmSettings::default());
+}
+
+#[test]
+fn leak_bounds_accept_binary_units() {
+    let bound = |value: &str| {
+        let text = format!(
+            "name: t\nsteps: [ {{ load: a }} ]\nexpect: {{ memory: {{ max_leak_bytes_per_cycle: {value} }} }}\n"
+        );
+        parse(&text, Path::new("t.yaml"))
+            .unwrap()
+            .expect
+            .memory
+            .unwrap()
+            .max_leak_bytes_per_cycle
+    };
+    assert_eq!(bound("0"), 0);
+    assert_eq!(bound("100"), 100);
+    assert_eq!(bound("4K"), 4096);
+    assert_eq!(bound("2MiB"), 2 << 20);
+    assert_eq!(bound("1G"), 1 << 30);
+}
+
+#[test]
+fn the_name_check_applies_only_to_yaml_files() {
+    let text = "name: anything\nsteps: [ { load: a } ]\n";
+    assert_eq!(parse(text, Path::new("<stdin>")).unwrap().name, "anything");
+    assert_eq!(
+        parse(text, Path::new("dir/anything.yml")).unwrap().name,
+        "anything"
+    );
+}
+
+#[test]
+fn yaml_anchors_and_aliases_are_followed() {
+    let text = "name: t\nsteps:\n  - load: &m shared-mod\n  - unload: *m\n";
+    let scenario = parse(text, Path::new("t.yaml")).unwrap();
+    assert_eq!(
+        scenario.steps,
+        [load_step("shared_mod"), unload_step("shared_mod")]
+    );
+}
+
+#[test]
+fn module_names_gathers_every_named_module_once() {
+    let scenario = load(&fixture("everything.yaml")).unwrap();
+    let expected: BTreeSet<String> = [
+        "a",
+        "b",
+        "extra",
+        "helper_mod",
+        "leaky",
+        "params_mod",
+        "race_timer",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(scenario.module_names(), expected);
+}
+
+fn round_trip(scenario: &Scenario) -> Scenario {
+    let yaml = scenario.to_yaml();
+    parse(&yaml, &scenario.file).unwrap_or_else(|error| panic!("{error}\n{yaml}"))
+}
+
+#[test]
+fn a_full_scenario_survives_writing_and_reading_back() {
+    let scenario = load(&fixture("everything.yaml")).unwrap();
+    assert_eq!(round_trip(&scenario), scenario);
+}
+
+#[test]
+fn a_minimal_scenario_survives_writing_and_reading_back() {
+    let scenario = load(&fixture("minimal.yaml")).unwrap();
+    assert_eq!(round_trip(&scenario), scenario);
+}
+
+#[test]
+fn written_yaml_uses_the_largest_exact_units() {
+    let text =
+        "name: t\nvm: { memory: 1536M, timeout: 90s }\nsteps:\n  - sleep: 1500ms\n  - sleep: 3m\n";
+    let yaml = parse(text, Path::new("t.yaml")).unwrap().to_yaml();
+    assert!(yaml.contains("memory: 1536M"), "{yaml}");
+    assert!(yaml.contains("timeout: 90s"), "{yaml}");
+    assert!(yaml.contains("sleep: 1500ms"), "{yaml}");
+    assert!(yaml.contains("sleep: 3m"), "{yaml}");
+}
+
+#[test]
+fn parameter_values_that_look_like_numbers_stay_as_written_after_a_round_trip() {
+    let text =
+        "name: t\nsteps:\n  - load: { module: m, params: { mask: 0x10, ratio: 1.50, on: yes } }\n";
+    let scenario = parse(text, Path::new("t.yaml")).unwrap();
+    let again = round_trip(&scenario);
+    let Step::Load { params, .. } = &again.steps[0] else {
+        panic!("not a load: {:?}", again.steps[0]);
+    };
+    assert_eq!(params["mask"], "0x10");
+    assert_eq!(params["ratio"], "1.50");
+    assert_eq!(params["on"], "yes");
+}
