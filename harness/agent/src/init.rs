@@ -8,18 +8,7 @@ use std::time::Duration;
 use modharness_protocol::Event;
 
 use crate::channel::Channel;
-use crate::Options;
-
-/// The plan child's exit codes; anything else (a signal, a Rust panic's 101) means the plan
-/// died without reporting `Done`.
-pub mod exit_code {
-    /// `Done { ok: true }` was sent.
-    pub const PASSED: i32 = 0;
-    /// `Done { ok: false }` was sent.
-    pub const FAILED: i32 = 1;
-    /// `Done` could not be sent.
-    pub const NO_DONE: i32 = 2;
-}
+use crate::{exit_code, Options};
 
 /// How long init lingers after the plan so the host can read the last lines and stop QEMU
 /// itself.

@@ -15,8 +15,18 @@ use std::path::PathBuf;
 use modharness_protocol::{Event, Plan, PLAN_PATH};
 
 use crate::channel::Channel;
-use crate::init::exit_code;
 use crate::kernel::LinuxKernel;
+
+/// The agent's exit codes. As PID 1, init reads them from the plan child: anything else (a
+/// signal, a Rust panic's 101) means the plan died without reporting `Done`.
+pub mod exit_code {
+    /// `Done { ok: true }` was sent.
+    pub const PASSED: i32 = 0;
+    /// `Done { ok: false }` was sent.
+    pub const FAILED: i32 = 1;
+    /// `Done` could not be sent.
+    pub const NO_DONE: i32 = 2;
+}
 
 /// Where the agent reads its plan and writes its events.
 #[derive(Debug, Clone, PartialEq)]

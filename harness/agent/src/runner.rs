@@ -2,14 +2,19 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{mpsc, Barrier};
 use std::time::{Duration, Instant};
 
 use modharness_protocol::{Event, Plan, Step};
 
 use crate::channel::Channel;
+use crate::exit_code;
 use crate::kernel::{kernel_module_name, module_params, parse_meminfo, uptime_s, Kernel};
 use crate::shell;
+
+/// How often a `parallel` step waiting for its branches checks that their threads still exist.
+const BRANCH_WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Run `plan` against `kernel`: send [`Event::Ready`], every step's result and the memory
 /// samples, then [`Event::Done`]. Returns whether every step succeeded, or the error that kept
@@ -121,18 +126,32 @@ impl Runner<'_> {
     /// One thread per branch, released together so that the branches really race.
     fn run_parallel(&self, id: &str, branches: &[Vec<Step>]) -> bool {
         let start_line = Barrier::new(branches.len());
+        let tids: Vec<AtomicI32> = branches.iter().map(|_| AtomicI32::new(0)).collect();
+        let (finished_tx, finished_rx) = mpsc::channel();
         std::thread::scope(|scope| {
             let threads: Vec<_> = branches
                 .iter()
                 .enumerate()
                 .map(|(branch, steps)| {
                     let start_line = &start_line;
+                    let tid = &tids[branch];
+                    let finished = FinishedSignal {
+                        branch,
+                        to: finished_tx.clone(),
+                    };
                     scope.spawn(move || {
+                        tid.store(current_tid(), Ordering::SeqCst);
                         start_line.wait();
-                        self.run_steps(&format!("{id}.{branch}"), steps)
+                        let ok = self.run_steps(&format!("{id}.{branch}"), steps);
+                        drop(finished);
+                        ok
                     })
                 })
                 .collect();
+            drop(finished_tx);
+            if let Err(branch) = wait_for_branches(&tids, &finished_rx) {
+                self.abandon_plan(&format!("{id}.{branch}"));
+            }
             // Join every thread before combining: `all` would stop at the first failure.
             let results: Vec<bool> = threads
                 .into_iter()
@@ -140,6 +159,16 @@ impl Runner<'_> {
                 .collect();
             results.into_iter().all(|ok| ok)
         })
+    }
+
+    /// End the plan after the kernel killed a branch thread inside a syscall (an oops): that
+    /// thread can never be joined, so the process cannot finish the plan.
+    fn abandon_plan(&self, branch_id: &str) -> ! {
+        eprintln!(
+            "modharness-agent: parallel branch {branch_id} was killed inside the kernel; ending the plan"
+        );
+        self.emit(&Event::Done { ok: false });
+        std::process::exit(exit_code::FAILED)
     }
 
     /// Time `action` and report it as the result of the leaf `step`.
@@ -215,6 +244,64 @@ impl Runner<'_> {
             eprintln!("modharness-agent: cannot send an event: {err}");
         }
     }
+}
+
+/// Tells the waiting thread that a branch is over, when the branch returns or unwinds; a thread
+/// the kernel kills runs no destructor and so never sends it.
+struct FinishedSignal {
+    branch: usize,
+    to: mpsc::Sender<usize>,
+}
+
+impl Drop for FinishedSignal {
+    fn drop(&mut self) {
+        let _ = self.to.send(self.branch);
+    }
+}
+
+/// Wait for every branch's [`FinishedSignal`], checking every [`BRANCH_WATCH_INTERVAL`] that
+/// the unfinished ones still have a thread. `Err(branch)` names a branch whose thread is gone
+/// without having finished.
+fn wait_for_branches(tids: &[AtomicI32], finished: &mpsc::Receiver<usize>) -> Result<(), usize> {
+    let mut done = vec![false; tids.len()];
+    while done.contains(&false) {
+        match finished.recv_timeout(BRANCH_WATCH_INTERVAL) {
+            Ok(branch) => done[branch] = true,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let gone: Vec<usize> = (0..tids.len())
+                    .filter(|&branch| {
+                        !done[branch] && thread_is_gone(tids[branch].load(Ordering::SeqCst))
+                    })
+                    .collect();
+                // A branch signals before its thread exits, so the signal of a thread that is
+                // gone after finishing is already queued.
+                for branch in finished.try_iter() {
+                    done[branch] = true;
+                }
+                if let Some(branch) = gone.into_iter().find(|&branch| !done[branch]) {
+                    return Err(branch);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The kernel's id of the calling thread.
+fn current_tid() -> libc::pid_t {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Whether the thread `tid` of this process has exited; 0 (not started yet) is not gone.
+fn thread_is_gone(tid: libc::pid_t) -> bool {
+    if tid == 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the thread exists.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) };
+    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 fn run_shell(command: &str) -> Outcome {
@@ -628,5 +715,62 @@ mod tests {
         };
         assert!(*ms >= 30.0, "{ms}");
         assert_eq!(module, &None);
+    }
+
+    /// Start a thread that reports its tid, optionally signals `finished` as branch `branch`,
+    /// then ends itself with a bare exit syscall, as the kernel ends a thread that oopsed: no
+    /// unwinding, no destructors.
+    fn thread_that_vanishes(signal: Option<(usize, mpsc::Sender<usize>)>) -> libc::pid_t {
+        let (tid_tx, tid_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            tid_tx.send(current_tid()).unwrap();
+            if let Some((branch, to)) = signal {
+                drop(FinishedSignal { branch, to });
+            }
+            // SAFETY: ends only this thread; what it owned is leaked, which a test can afford.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+        });
+        let tid = tid_rx.recv().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !thread_is_gone(tid) {
+            assert!(Instant::now() < deadline, "thread {tid} did not exit");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        tid
+    }
+
+    #[test]
+    fn a_live_thread_is_not_gone() {
+        assert!(!thread_is_gone(current_tid()));
+        assert!(!thread_is_gone(0));
+    }
+
+    #[test]
+    fn a_branch_whose_thread_vanished_unfinished_is_named() {
+        let (finished_tx, finished_rx) = mpsc::channel();
+        let tids = [
+            AtomicI32::new(current_tid()),
+            AtomicI32::new(thread_that_vanishes(None)),
+        ];
+        let _keep_open = finished_tx;
+        assert_eq!(wait_for_branches(&tids, &finished_rx), Err(1));
+    }
+
+    #[test]
+    fn a_branch_that_finished_before_its_thread_exited_is_not_vanished() {
+        let (finished_tx, finished_rx) = mpsc::channel();
+        let tids = [
+            AtomicI32::new(thread_that_vanishes(Some((0, finished_tx.clone())))),
+            AtomicI32::new(current_tid()),
+        ];
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(BRANCH_WATCH_INTERVAL * 2);
+            drop(FinishedSignal {
+                branch: 1,
+                to: finished_tx,
+            });
+        });
+        assert_eq!(wait_for_branches(&tids, &finished_rx), Ok(()));
+        late.join().unwrap();
     }
 }
