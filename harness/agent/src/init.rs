@@ -17,8 +17,11 @@ const LINGER_BEFORE_POWER_OFF: Duration = Duration::from_secs(2);
 /// Become the guest's init: mount, run the plan in a child, report its death if it could not,
 /// then power off.
 pub fn boot(options: &Options) -> ! {
-    mount_filesystems();
+    // /dev first: missing standard fds are filled from it, so that the other mounts' errors
+    // reach the console.
+    mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, true);
     ensure_standard_fds();
+    mount_proc_sys_tmp_debugfs();
     std::env::set_var("PATH", "/bin:/sbin");
 
     // SAFETY: init is single-threaded here, so the child may run ordinary Rust code.
@@ -40,11 +43,10 @@ pub fn boot(options: &Options) -> ! {
     power_off()
 }
 
-fn mount_filesystems() {
+fn mount_proc_sys_tmp_debugfs() {
     const NO_EXTRAS: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     mount("proc", "/proc", "proc", NO_EXTRAS, true);
     mount("sysfs", "/sys", "sysfs", NO_EXTRAS, true);
-    mount("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, true);
     mount(
         "tmpfs",
         "/tmp",
