@@ -260,3 +260,14 @@ fn parameter_values_that_look_like_numbers_stay_as_written_after_a_round_trip() 
     assert_eq!(params["ratio"], "1.50");
     assert_eq!(params["on"], "yes");
 }
+
+#[test]
+fn every_bundled_scenario_is_valid() {
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    for name in modharness_scenario::bundled_scenarios(&scenarios) {
+        let path = scenarios.join(format!("{name}.yaml"));
+        if let Err(error) = load(&path) {
+            panic!("{error}");
+        }
+    }
+}
