@@ -1,1 +1,398 @@
-fn main() {}
+//! The `modharness` command line: a thin layer over the engine in this crate's library.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use modharness::engine::{self, AccelChoice, Progress, RunOptions};
+use modharness::error::{Failure, EXIT_INFRA};
+use modharness::{catalog, home};
+use modharness_images::{cache, kernel};
+use modharness_report as report;
+
+#[derive(Parser)]
+#[command(
+    name = "modharness",
+    version,
+    about = "Boot real kernels in QEMU, load and unload modules under stress, report oopses, hangs and leaks.",
+    after_help = "Examples:\n  modharness run                          # the default suite on the newest Debian kernel\n  modharness run smoke --kernel debian:6.1.0-54-amd64\n  modharness run my.yaml --modules ~/src/mydriver\n  modharness triage console.log --json\n\nExit codes: 0 all expectations met, 1 a scenario failed, 2 bad usage or input, 3 infrastructure error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenarios on kernels and write report.json, junit.xml, report.html and console logs.
+    #[command(
+        after_help = "Examples:\n  modharness run                                   # every scenario in scenarios/, newest Debian kernel\n  modharness run smoke timer-race --kernel debian:latest --kernel debian:6.1.0-54-amd64\n  modharness run my.yaml --modules ~/src/mydriver --out /tmp/r\n  modharness run smoke --kernel path:arch/x86/boot/bzImage,headers=.,modules=/tmp/modroot"
+    )]
+    Run(RunArgs),
+    /// Find crashes in console logs (files, or - for standard input).
+    #[command(
+        after_help = "Examples:\n  modharness triage modharness-out/latest/logs/*/*.console.log\n  dmesg | modharness triage - --json\n\nExit 0 when nothing was found, 1 when something was."
+    )]
+    Triage {
+        /// Log files; - reads standard input.
+        #[arg(default_value = "-")]
+        logs: Vec<PathBuf>,
+        /// Print {"findings": [...]} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check scenario files without running anything.
+    #[command(
+        after_help = "Examples:\n  modharness validate scenarios/*.yaml\n  modharness validate smoke"
+    )]
+    Validate {
+        /// Scenario files or names.
+        #[arg(required = true)]
+        scenarios: Vec<String>,
+        /// Module source directories whose modules the scenarios may name.
+        #[arg(long = "modules", value_name = "DIR")]
+        module_dirs: Vec<PathBuf>,
+    },
+    /// List bundled scenarios, cached kernels or available modules.
+    #[command(
+        after_help = "Examples:\n  modharness list\n  modharness list kernels\n  modharness list modules --modules ~/src/mydriver"
+    )]
+    List {
+        #[arg(value_enum, default_value = "scenarios")]
+        what: ListWhat,
+        #[arg(long = "modules", value_name = "DIR")]
+        module_dirs: Vec<PathBuf>,
+    },
+    /// Fetch and list kernels in the cache.
+    #[command(subcommand)]
+    Images(ImagesCommand),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ListWhat {
+    Scenarios,
+    Kernels,
+    Modules,
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Fetch a kernel into the cache.
+    #[command(
+        after_help = "Examples:\n  modharness images fetch debian:latest\n  modharness images fetch debian:6.1.0-54-amd64\n  modharness images fetch debian:latest-rt-amd64"
+    )]
+    Fetch { spec: String },
+    /// List the cached kernels.
+    List,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario files or names from scenarios/; none runs the default suite (all of them).
+    scenarios: Vec<String>,
+    /// Kernel spec: debian:latest (default), debian:latest-FLAVOUR, debian:RELEASE,
+    /// path:VMLINUZ[,headers=DIR][,modules=DIR]. Repeat for several kernels.
+    #[arg(long = "kernel", value_name = "SPEC")]
+    kernels: Vec<String>,
+    /// A module source directory (Kbuild or Makefile with obj-m); its modules become loadable
+    /// by name. Repeatable.
+    #[arg(long = "modules", value_name = "DIR")]
+    module_dirs: Vec<PathBuf>,
+    /// Output directory (default: a new directory under ./modharness-out/, linked as latest).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Accelerator: auto probes KVM with a timeout and falls back to TCG.
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: AccelArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let outcome = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Triage { logs, json } => triage(&logs, json),
+        Command::Validate {
+            scenarios,
+            module_dirs,
+        } => validate(&scenarios, &module_dirs),
+        Command::List { what, module_dirs } => list(what, &module_dirs),
+        Command::Images(command) => images(command),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("modharness: {failure}");
+            ExitCode::from(failure.code as u8)
+        }
+    }
+}
+
+fn scenario_files(args: &[String], home: &Path) -> Result<Vec<PathBuf>, Failure> {
+    let dir = home.join("scenarios");
+    if args.is_empty() {
+        let all = modharness_scenario::bundled_scenarios(&dir);
+        if all.is_empty() {
+            return Err(Failure::usage(format!("no scenarios in {}", dir.display())));
+        }
+        return Ok(all.iter().map(|n| dir.join(format!("{n}.yaml"))).collect());
+    }
+    args.iter()
+        .map(|a| modharness_scenario::find_scenario(a, &dir).map_err(Failure::from))
+        .collect()
+}
+
+fn default_out_dir() -> Result<PathBuf, Failure> {
+    let base = PathBuf::from("modharness-out");
+    let stamp = chrono_like_stamp();
+    let dir = base.join(&stamp);
+    std::fs::create_dir_all(&dir).map_err(|e| Failure::infra(format!("{}: {e}", dir.display())))?;
+    let latest = base.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(&stamp, &latest);
+    Ok(dir)
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC, plus the pid so two runs in one second differ.
+fn chrono_like_stamp() -> String {
+    let now = report::rfc3339_utc(std::time::SystemTime::now());
+    let digits: String = now
+        .chars()
+        .take(19)
+        .filter(|c| c.is_ascii_digit())
+        .collect();
+    format!("{}-{}-{}", &digits[..8], &digits[8..], std::process::id())
+}
+
+fn run(args: RunArgs) -> Result<u8, Failure> {
+    let home = home::project_home();
+    let scenarios = scenario_files(&args.scenarios, &home)?;
+    // Validate before creating anything.
+    engine::load_scenarios(&scenarios)?;
+    let kernels = if args.kernels.is_empty() {
+        vec![kernel::DEFAULT_SPEC.to_string()]
+    } else {
+        args.kernels
+    };
+    for spec in &kernels {
+        kernel::KernelSpec::parse(spec)?;
+    }
+    let out_dir = match args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Failure::usage(format!("--out {}: {e}", dir.display())))?;
+            dir
+        }
+        None => default_out_dir()?,
+    };
+    let opts = RunOptions {
+        scenarios,
+        kernels,
+        module_dirs: args.module_dirs,
+        out_dir: out_dir.clone(),
+        accel: match args.accel {
+            AccelArg::Auto => AccelChoice::Auto,
+            AccelArg::Kvm => AccelChoice::Kvm,
+            AccelArg::Tcg => AccelChoice::Tcg,
+        },
+        home,
+        cache_root: cache::default_root(),
+        qemu: home::qemu_binary(),
+        agent: home::agent_binary(),
+    };
+    let runtime = tokio::runtime::Runtime::new().map_err(Failure::infra)?;
+    runtime.block_on(async move {
+        let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("signal handler");
+            for round in 0.. {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                if round == 0 {
+                    eprintln!("modharness: stopping; the report of what ran will be written (again to kill at once)");
+                    let _ = cancel_tx.send(true);
+                } else {
+                    modharness_vm::kill_all();
+                    std::process::exit(130);
+                }
+            }
+        });
+        let printer = tokio::spawn(async move {
+            while let Some(event) = progress_rx.recv().await {
+                print_progress(&event);
+            }
+        });
+        let outcome = engine::run(&opts, progress_tx, cancel_rx).await;
+        let _ = printer.await;
+        let report = outcome?;
+        report.write_json(&out_dir).map_err(|e| Failure::infra(format!("{}: {e}", out_dir.display())))?;
+        report.write_junit(&out_dir).map_err(|e| Failure::infra(format!("{}: {e}", out_dir.display())))?;
+        report.write_html(&out_dir).map_err(|e| Failure::infra(format!("{}: {e}", out_dir.display())))?;
+        println!("{}", report.summary());
+        println!("report: {}", out_dir.join(report::REPORT_JSON).display());
+        let statuses: Vec<report::Status> = report
+            .runs
+            .iter()
+            .flat_map(|r| r.scenarios.iter().map(|s| s.status))
+            .collect();
+        Ok(if statuses.contains(&report::Status::Error) {
+            EXIT_INFRA as u8
+        } else if statuses.contains(&report::Status::Failed) {
+            1
+        } else {
+            0
+        })
+    })
+}
+
+fn print_progress(event: &Progress) {
+    match event {
+        Progress::Kernel { spec, release } => eprintln!("kernel {spec}: {release}"),
+        Progress::Accel(accel) => eprintln!("accelerator: {accel}"),
+        Progress::ScenarioStarted { kernel, scenario } => {
+            eprintln!("[{kernel}] {scenario}: booting")
+        }
+        Progress::Finding {
+            scenario,
+            kind,
+            title,
+            module,
+        } => eprintln!(
+            "  {scenario}: {kind}: {title}{}",
+            module.as_ref().map_or(String::new(), |m| format!(" [{m}]"))
+        ),
+        Progress::ScenarioFinished { kernel, result } => eprintln!(
+            "[{kernel}] {}: {} in {:.1}s{}",
+            result.name,
+            result.status.label(),
+            result.duration_s,
+            result
+                .failures
+                .first()
+                .or(result.error.as_ref())
+                .map_or(String::new(), |f| format!(" — {f}"))
+        ),
+    }
+}
+
+fn triage(logs: &[PathBuf], json: bool) -> Result<u8, Failure> {
+    let mut all = Vec::new();
+    for log in logs {
+        let bytes = if log.as_os_str() == "-" {
+            if std::io::stdin().is_terminal() {
+                return Err(Failure::usage(
+                    "triage: give a log file, or pipe a log into `modharness triage -`",
+                ));
+            }
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| Failure::usage(format!("stdin: {e}")))?;
+            buf
+        } else {
+            std::fs::read(log)
+                .map_err(|e| Failure::usage(format!("{}: cannot read: {e}", log.display())))?
+        };
+        all.extend(modharness_triage::triage(&bytes));
+    }
+    if json {
+        println!("{}", serde_json::json!({ "findings": all }));
+    } else if all.is_empty() {
+        println!("no findings");
+    } else {
+        for f in &all {
+            println!(
+                "{}: {}{}{}",
+                f.kind.as_str(),
+                f.title,
+                f.module
+                    .as_ref()
+                    .map_or(String::new(), |m| format!(" [module {m}]")),
+                if f.corrupted {
+                    " (corrupted report)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(if all.is_empty() { 0 } else { 1 })
+}
+
+fn validate(args: &[String], module_dirs: &[PathBuf]) -> Result<u8, Failure> {
+    let home = home::project_home();
+    let files = scenario_files(args, &home)?;
+    let scenarios = engine::load_scenarios(&files)?;
+    let catalog = catalog::Catalog::discover(&home.join("guest-modules"), module_dirs)?;
+    let cached = kernel::cached(&cache::default_root());
+    for (scenario, text) in &scenarios {
+        // Modules of the kernel's own tree count when any cached kernel has them.
+        scenario.check_modules(text, |name| {
+            catalog::is_known(&catalog, None, name)
+                || cached
+                    .iter()
+                    .any(|k| catalog::is_known(&catalog, Some(k), name))
+        })?;
+        println!("{}: ok", scenario.file.display());
+    }
+    Ok(0)
+}
+
+fn list(what: ListWhat, module_dirs: &[PathBuf]) -> Result<u8, Failure> {
+    let home = home::project_home();
+    match what {
+        ListWhat::Scenarios => {
+            for file in scenario_files(&[], &home)? {
+                let (scenario, _) = engine::load_scenarios(&[file])?.remove(0);
+                println!("{:<24} {}", scenario.name, scenario.description);
+            }
+        }
+        ListWhat::Kernels => {
+            for k in kernel::cached(&cache::default_root()) {
+                println!("{:<32} {}", k.release, k.spec);
+            }
+        }
+        ListWhat::Modules => {
+            let catalog = catalog::Catalog::discover(&home.join("guest-modules"), module_dirs)?;
+            for source in &catalog.sources {
+                for name in &source.names {
+                    println!("{:<28} {}", name, source.dir.display());
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn images(command: ImagesCommand) -> Result<u8, Failure> {
+    let root = cache::default_root();
+    match command {
+        ImagesCommand::Fetch { spec } => {
+            let k = kernel::acquire(&spec, &root)?;
+            println!("{} {} {}", k.spec, k.release, k.boot_image.display());
+        }
+        ImagesCommand::List => {
+            for k in kernel::cached(&root) {
+                println!("{:<32} {}", k.release, k.spec);
+            }
+        }
+    }
+    Ok(0)
+}

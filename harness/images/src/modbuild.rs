@@ -117,6 +117,8 @@ pub fn build(
                 .arg("-C")
                 .arg(headers)
                 .arg(format!("M={}", build_dir.display()))
+                // BTF for modules needs pahole and buys nothing here.
+                .arg("CONFIG_DEBUG_INFO_BTF_MODULES=")
                 .arg("modules"),
             &format!("building {} against {release}", src.display()),
         )?;

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use crate::argv::{accel_args, Accel};
+
 /// `qemu-system-x86_64 --version`, first line's version number, or `unknown`.
 pub async fn qemu_version(qemu: &Path) -> String {
     let out = Command::new(qemu).arg("--version").output().await;
@@ -29,10 +31,11 @@ fn exit_firmware() -> Vec<u8> {
     rom
 }
 
-/// Does `accel` (`kvm` or `tcg`) run a guest to completion within `timeout`? On some hosts
-/// `/dev/kvm` exists but guests hang; this finds out without hanging.
-pub async fn probe_kvm(qemu: &Path, accel: &str, scratch: &Path, timeout: Duration) -> bool {
-    if accel == "kvm" && !Path::new("/dev/kvm").exists() {
+/// Does `accel` run a guest to completion within `timeout`, with the same accelerator and CPU
+/// options a real run uses? On some hosts `/dev/kvm` exists but guests hang or QEMU aborts
+/// setting up the vCPU; this finds out without hanging.
+pub async fn probe_accel(qemu: &Path, accel: Accel, scratch: &Path, timeout: Duration) -> bool {
+    if accel == Accel::Kvm && !Path::new("/dev/kvm").exists() {
         return false;
     }
     let rom = scratch.join("modharness-probe.rom");
@@ -47,9 +50,8 @@ pub async fn probe_kvm(qemu: &Path, accel: &str, scratch: &Path, timeout: Durati
             "-no-user-config",
             "-display",
             "none",
-            "-accel",
-            accel,
         ])
+        .args(accel_args(accel))
         .arg("-bios")
         .arg(&rom)
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
@@ -91,6 +93,6 @@ mod tests {
     async fn the_probe_sees_a_working_accelerator() {
         let dir = tempfile::tempdir().unwrap();
         let qemu = Path::new("qemu-system-x86_64");
-        assert!(probe_kvm(qemu, "tcg", dir.path(), Duration::from_secs(20)).await);
+        assert!(probe_accel(qemu, Accel::Tcg, dir.path(), Duration::from_secs(20)).await);
     }
 }

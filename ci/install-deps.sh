@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install what modharness needs on a Debian 12 host: QEMU, a static busybox, kmod (depmod) and a
+# kernel-module toolchain. Safe to run again.
+set -euo pipefail
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends \
+  qemu-system-x86 busybox-static kmod make gcc bc flex bison libelf-dev libssl-dev \
+  ca-certificates curl >/dev/null
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  $sudo apt-get install -y -q cargo rustc >/dev/null
+fi

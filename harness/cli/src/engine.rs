@@ -1,0 +1,651 @@
+//! `modharness run`: kernels × scenarios, each scenario in a fresh VM.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use modharness_images::{initramfs, kernel, kernel::Kernel};
+use modharness_protocol::{Event as AgentEvent, Plan, Step, PLAN_PATH};
+use modharness_report as report;
+use modharness_scenario::{self as scenario, FoundFinding, Scenario};
+use modharness_triage::{Finding, Triage};
+use modharness_vm::{self as vm, Accel, Machine, VmConfig, VmEvent};
+use tokio::sync::{mpsc, watch};
+
+use crate::catalog::{self, Catalog};
+use crate::error::{Failure, Result};
+use crate::memory;
+
+/// How long the guest may take to connect its serial ports after QEMU starts.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to keep reading the console after the plan is done, for the lines still in flight.
+/// Watching longer for a late crash is the scenario's choice: a `sleep` step after the unload.
+const SETTLE: Duration = Duration::from_millis(100);
+/// Time to finish reading a crash report that has started, or the console after a panic.
+const DRAIN: Duration = Duration::from_secs(3);
+
+/// Which accelerator to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccelChoice {
+    /// KVM when it really runs guests (probed with a timeout), else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Everything `run` needs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Scenario files, in order.
+    pub scenarios: Vec<PathBuf>,
+    /// Kernel specs, in order.
+    pub kernels: Vec<String>,
+    /// Users' module source directories.
+    pub module_dirs: Vec<PathBuf>,
+    /// Where report.json, junit.xml and logs/ go.
+    pub out_dir: PathBuf,
+    pub accel: AccelChoice,
+    /// The project directory holding `guest-modules/`.
+    pub home: PathBuf,
+    pub cache_root: PathBuf,
+    pub qemu: PathBuf,
+    pub agent: PathBuf,
+}
+
+/// What the engine tells its audience while it works.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// A kernel is ready.
+    Kernel { spec: String, release: String },
+    /// The accelerator was chosen.
+    Accel(String),
+    /// A scenario's VM is starting.
+    ScenarioStarted { kernel: String, scenario: String },
+    /// The kernel printed a crash report.
+    Finding {
+        scenario: String,
+        kind: String,
+        title: String,
+        module: Option<String>,
+    },
+    /// A scenario ended.
+    ScenarioFinished {
+        kernel: String,
+        result: report::ScenarioResult,
+    },
+}
+
+/// Read and validate every scenario: any error ends the run before anything boots.
+pub fn load_scenarios(files: &[PathBuf]) -> Result<Vec<(Scenario, String)>> {
+    files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Failure::usage(format!("{}: cannot read: {e}", file.display())))?;
+            let parsed = scenario::parse(&text, file)?;
+            Ok((parsed, text))
+        })
+        .collect()
+}
+
+/// Run every scenario on every kernel; the report covers what ran even when `cancel` fires.
+pub async fn run(
+    opts: &RunOptions,
+    progress: mpsc::UnboundedSender<Progress>,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<report::Report> {
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let scenarios = load_scenarios(&opts.scenarios)?;
+    let catalog = Catalog::discover(&opts.home.join("guest-modules"), &opts.module_dirs)?;
+    let agent = opts.agent.clone();
+    if !agent.is_file() {
+        return Err(Failure::infra(format!(
+            "guest agent {} not found: build it with `cargo build --release` (or set \
+             MODHARNESS_AGENT)",
+            agent.display()
+        )));
+    }
+    let busybox = initramfs::find_busybox()?;
+
+    // Every kernel fetched, every module name checked, before anything boots.
+    let mut kernels = Vec::new();
+    for spec in &opts.kernels {
+        let cache_root = opts.cache_root.clone();
+        let spec_owned = spec.clone();
+        let kernel = tokio::task::spawn_blocking(move || kernel::acquire(&spec_owned, &cache_root))
+            .await
+            .map_err(|e| Failure::infra(e))??;
+        for (parsed, text) in &scenarios {
+            parsed.check_modules(text, |name| {
+                catalog::is_known(&catalog, Some(&kernel), name)
+            })?;
+        }
+        let _ = progress.send(Progress::Kernel {
+            spec: kernel.spec.clone(),
+            release: kernel.release.clone(),
+        });
+        kernels.push(kernel);
+    }
+
+    let accel = choose_accel(opts).await;
+    let _ = progress.send(Progress::Accel(accel_name(accel).into()));
+    let mut out = report::Report::new(
+        started,
+        report::Host {
+            qemu: vm::qemu_version(&opts.qemu).await,
+            accel: accel_name(accel).into(),
+        },
+    );
+
+    'kernels: for kernel in &kernels {
+        let mut run = report::Run {
+            kernel: report::KernelInfo {
+                spec: kernel.spec.clone(),
+                release: kernel.release.clone(),
+            },
+            scenarios: Vec::new(),
+        };
+        let names: BTreeSet<String> = scenarios
+            .iter()
+            .flat_map(|(s, _)| s.module_names())
+            .collect();
+        let resolved = {
+            let (catalog, kernel, cache) =
+                (catalog.clone(), kernel.clone(), opts.cache_root.clone());
+            tokio::task::spawn_blocking(move || catalog::resolve(&catalog, &names, &kernel, &cache))
+                .await
+                .map_err(|e| Failure::infra(e))??
+        };
+        for (parsed, _) in &scenarios {
+            if *cancel.borrow() {
+                out.runs.push(run);
+                break 'kernels;
+            }
+            let _ = progress.send(Progress::ScenarioStarted {
+                kernel: kernel.spec.clone(),
+                scenario: parsed.name.clone(),
+            });
+            let job = ScenarioJob {
+                scenario: parsed,
+                kernel,
+                resolved: &resolved,
+                accel,
+                opts,
+                agent: &agent,
+                busybox: &busybox,
+            };
+            let result = job.run(&progress, &mut cancel).await;
+            let _ = progress.send(Progress::ScenarioFinished {
+                kernel: kernel.spec.clone(),
+                result: result.clone(),
+            });
+            run.scenarios.push(result);
+        }
+        out.runs.push(run);
+    }
+    out.duration_s = clock.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+fn accel_name(accel: Accel) -> &'static str {
+    match accel {
+        Accel::Kvm => "kvm",
+        Accel::Tcg => "tcg",
+    }
+}
+
+async fn choose_accel(opts: &RunOptions) -> Accel {
+    match opts.accel {
+        AccelChoice::Kvm => Accel::Kvm,
+        AccelChoice::Tcg => Accel::Tcg,
+        AccelChoice::Auto => {
+            let works = vm::probe_accel(
+                &opts.qemu,
+                Accel::Kvm,
+                &std::env::temp_dir(),
+                Duration::from_secs(3),
+            )
+            .await;
+            if works {
+                Accel::Kvm
+            } else {
+                Accel::Tcg
+            }
+        }
+    }
+}
+
+/// A file-name-safe form of a kernel release (a local image may say anything).
+pub fn safe_component(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        "_".into()
+    } else {
+        cleaned
+    }
+}
+
+struct ScenarioJob<'a> {
+    scenario: &'a Scenario,
+    kernel: &'a Kernel,
+    resolved: &'a catalog::Resolved,
+    accel: Accel,
+    opts: &'a RunOptions,
+    agent: &'a Path,
+    busybox: &'a Path,
+}
+
+/// What one VM run produced, before judging.
+#[derive(Default)]
+struct Observed {
+    findings: Vec<Finding>,
+    /// Findings the harness itself makes: `hang`, `vm_crash`, `leak`.
+    own: Vec<report::FindingEntry>,
+    steps: report::StepStats,
+    step_failures: Vec<String>,
+    memory: Vec<(u32, i64)>,
+    load_unload_ms: f64,
+    unloads_ok: u32,
+    interrupted: bool,
+}
+
+impl ScenarioJob<'_> {
+    async fn run(
+        &self,
+        progress: &mpsc::UnboundedSender<Progress>,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> report::ScenarioResult {
+        let clock = Instant::now();
+        let log_rel = format!(
+            "logs/{}/{}.console.log",
+            safe_component(&self.kernel.release),
+            self.scenario.name
+        );
+        let mut result = report::ScenarioResult {
+            name: self.scenario.name.clone(),
+            file: self.scenario.file.display().to_string(),
+            status: report::Status::Error,
+            duration_s: 0.0,
+            findings: Vec::new(),
+            memory: None,
+            console_log: log_rel.clone(),
+            error: None,
+            failures: Vec::new(),
+            steps: report::StepStats::default(),
+        };
+        match self
+            .boot_and_watch(&self.opts.out_dir.join(&log_rel), progress, cancel)
+            .await
+        {
+            Ok(observed) => self.judge(observed, &mut result),
+            Err(e) => result.error = Some(e.message),
+        }
+        result.duration_s = clock.elapsed().as_secs_f64();
+        result
+    }
+
+    fn plan(&self) -> Plan {
+        let names = self.scenario.module_names();
+        Plan {
+            steps: self.scenario.steps.clone(),
+            modules: self
+                .resolved
+                .plan_modules
+                .iter()
+                .filter(|(name, _)| names.contains(*name))
+                .map(|(n, p)| (n.clone(), p.clone()))
+                .collect(),
+            sample_memory: self
+                .scenario
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::Repeat { .. })),
+        }
+    }
+
+    async fn boot_and_watch(
+        &self,
+        log_path: &Path,
+        progress: &mpsc::UnboundedSender<Progress>,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<Observed> {
+        let work = WorkDir::new()?;
+        let plan = self.plan();
+        let plan_json = serde_json::to_vec(&plan).expect("plans serialize");
+        let files: Vec<(String, PathBuf)> = self
+            .resolved
+            .files
+            .iter()
+            .filter(|(guest, _)| plan.modules.values().flatten().any(|p| p == guest))
+            .cloned()
+            .collect();
+        let image = initramfs::build(&initramfs::Contents {
+            agent: self.agent,
+            busybox: self.busybox,
+            plan_json: &plan_json,
+            plan_path: PLAN_PATH,
+            modules: &files,
+        })?;
+        let initrd = work.path.join("initrd.cpio");
+        std::fs::write(&initrd, image)
+            .map_err(|e| Failure::infra(format!("{}: {e}", initrd.display())))?;
+        if let Some(parent) = log_path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Failure::infra(format!("{}: {e}", parent.display())))?;
+        }
+        let mut log = std::fs::File::create(log_path)
+            .map_err(|e| Failure::infra(format!("{}: {e}", log_path.display())))?;
+
+        let settings = &self.scenario.vm;
+        let config = VmConfig {
+            qemu: self.opts.qemu.clone(),
+            accel: self.accel,
+            machine: Machine::Microvm,
+            cpus: settings.cpus,
+            memory_mib: settings.memory_mib,
+            kernel: self.kernel.boot_image.clone(),
+            initrd,
+            cmdline: vm::argv::kernel_cmdline(&settings.cmdline),
+            console_socket: work.path.join("console.sock"),
+            control_socket: work.path.join("control.sock"),
+            qmp_socket: work.path.join("qmp.sock"),
+            devices: Vec::new(),
+        };
+        let mut machine = vm::launch(&config, START_TIMEOUT)
+            .await
+            .map_err(|e| Failure::infra(format!("{}: {e}", self.scenario.name)))?;
+
+        let mut seen = Observed::default();
+        let mut triage = Triage::new();
+        let deadline = tokio::time::Instant::now() + settings.timeout;
+        // Once set, the run ends at this instant (extended while a crash report is being read).
+        let mut ending: Option<tokio::time::Instant> = None;
+        let mut guest_down = false;
+        let mut qemu_exit: Option<(Option<i32>, String)> = None;
+        let mut done = false;
+        loop {
+            let until = ending.map_or(deadline, |e| e.min(deadline));
+            tokio::select! {
+                event = machine.events.recv() => {
+                    let Some(event) = event else { break };
+                    match event {
+                        VmEvent::Console(bytes) => {
+                            let _ = log.write_all(&bytes);
+                            for finding in triage.feed(&bytes) {
+                                let _ = progress.send(Progress::Finding {
+                                    scenario: self.scenario.name.clone(),
+                                    kind: finding.kind.as_str().into(),
+                                    title: finding.title.clone(),
+                                    module: finding.module.clone(),
+                                });
+                                seen.findings.push(finding);
+                            }
+                            if let Some(at) = ending {
+                                if triage.in_report() {
+                                    ending = Some(at.max(tokio::time::Instant::now() + DRAIN));
+                                }
+                            }
+                        }
+                        VmEvent::Control(line) => {
+                            if let Some(event) = AgentEvent::parse_line(&line) {
+                                if let AgentEvent::Done { .. } = event {
+                                    done = true;
+                                    ending = Some(tokio::time::Instant::now() + SETTLE);
+                                }
+                                seen.record(event);
+                            }
+                        }
+                        VmEvent::GuestPanicked | VmEvent::Shutdown(_) => {
+                            guest_down = true;
+                            ending = Some(tokio::time::Instant::now() + DRAIN);
+                        }
+                        VmEvent::Exited { code, stderr } => {
+                            qemu_exit = Some((code, stderr));
+                            break;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(until) => {
+                    let reached_deadline = ending.is_none_or(|end| end >= deadline);
+                    if reached_deadline && !done && !guest_down {
+                        seen.own.push(report::FindingEntry {
+                            kind: "hang".into(),
+                            title: format!("guest stopped answering: no result within {:?}", settings.timeout),
+                            module: None,
+                            expected: false,
+                            time_s: None,
+                            panicked: false,
+                            corrupted: false,
+                        });
+                    }
+                    break;
+                }
+                _ = cancel.changed() => {
+                    seen.interrupted = true;
+                    break;
+                }
+            }
+        }
+        machine.shutdown(Duration::from_millis(500)).await;
+        // Whatever is still buffered belongs to the log and the triage.
+        seen.findings.extend(triage.finish());
+        if let Some((code, stderr)) = qemu_exit {
+            let explained = guest_down || done || !seen.findings.is_empty();
+            if !explained {
+                seen.own.push(report::FindingEntry {
+                    kind: "vm_crash".into(),
+                    title: format!(
+                        "QEMU exited ({}) before the plan finished: {}",
+                        code.map_or("killed by a signal".into(), |c| format!("status {c}")),
+                        stderr.lines().next().unwrap_or("no message")
+                    ),
+                    module: None,
+                    expected: false,
+                    time_s: None,
+                    panicked: false,
+                    corrupted: false,
+                });
+            }
+        }
+        // A hang with a kernel explanation (hung task, lockup) is that explanation, not a hang.
+        if !seen.findings.is_empty() {
+            seen.own.retain(|f| f.kind != "hang");
+        }
+        let _ = log.flush();
+        Ok(seen)
+    }
+
+    fn judge(&self, mut seen: Observed, result: &mut report::ScenarioResult) {
+        let bound = self
+            .scenario
+            .expect
+            .memory
+            .as_ref()
+            .map_or(memory::DEFAULT_MAX_LEAK_BYTES_PER_CYCLE, |m| {
+                m.max_leak_bytes_per_cycle
+            });
+        if seen.memory.len() > 1 {
+            let verdict = memory::judge(&seen.memory, bound);
+            if verdict.verdict == "leak" {
+                let loaded: Vec<String> = self.scenario.module_names().into_iter().collect();
+                seen.own.push(report::FindingEntry {
+                    kind: "leak".into(),
+                    title: format!(
+                        "memory leak of {} bytes per cycle over {} cycles",
+                        verdict.bytes_per_cycle, verdict.cycles
+                    ),
+                    module: (loaded.len() == 1).then(|| loaded[0].clone()),
+                    expected: false,
+                    time_s: None,
+                    panicked: false,
+                    corrupted: false,
+                });
+            }
+            result.memory = Some(report::MemoryResult {
+                cycles: verdict.cycles,
+                leak_bytes_per_cycle: verdict.bytes_per_cycle,
+                verdict: verdict.verdict.into(),
+            });
+        }
+        let mut entries: Vec<report::FindingEntry> = seen
+            .findings
+            .iter()
+            .map(|f| report::FindingEntry {
+                kind: f.kind.as_str().into(),
+                title: f.title.clone(),
+                module: f.module.clone(),
+                expected: false,
+                time_s: f.time_s,
+                panicked: f.panicked,
+                corrupted: f.corrupted,
+            })
+            .collect();
+        entries.append(&mut seen.own);
+        let found: Vec<FoundFinding<'_>> = entries
+            .iter()
+            .map(|f| FoundFinding {
+                kind: &f.kind,
+                module: f.module.as_deref(),
+                title: &f.title,
+            })
+            .collect();
+        let judgement = scenario::judge(&self.scenario.expect, &found);
+        let mut failures = Vec::new();
+        for (entry, expected) in entries.iter().zip(&judgement.expected) {
+            if !expected {
+                failures.push(format!(
+                    "unexpected {}: {}{}",
+                    entry.kind,
+                    entry.title,
+                    entry
+                        .module
+                        .as_ref()
+                        .map_or(String::new(), |m| format!(" (module {m})"))
+                ));
+            }
+        }
+        for &missing in &judgement.missing {
+            let want = &self.scenario.expect.findings[missing];
+            failures.push(format!(
+                "expected {}{} did not appear",
+                want.kind,
+                want.module
+                    .as_ref()
+                    .map_or(String::new(), |m| format!(" from module {m}"))
+            ));
+        }
+        // When a crash is expected, steps after it failing is the crash's doing.
+        if self.scenario.expect.findings.is_empty() {
+            failures.extend(seen.step_failures.iter().take(5).cloned());
+        }
+        for (entry, expected) in entries.iter_mut().zip(judgement.expected) {
+            entry.expected = expected;
+        }
+        if seen.unloads_ok > 0 && seen.load_unload_ms > 0.0 {
+            seen.steps.load_unload_per_s =
+                Some(seen.unloads_ok as f64 / (seen.load_unload_ms / 1000.0));
+        }
+        result.findings = entries;
+        result.steps = seen.steps;
+        result.status = if seen.interrupted {
+            result.error = Some("interrupted".into());
+            report::Status::Error
+        } else if failures.is_empty() {
+            report::Status::Passed
+        } else {
+            report::Status::Failed
+        };
+        result.failures = failures;
+    }
+}
+
+impl Observed {
+    fn record(&mut self, event: AgentEvent) {
+        match event {
+            AgentEvent::Step {
+                id,
+                op,
+                module,
+                ok,
+                error,
+                ms,
+                ..
+            } => {
+                self.steps.total += 1;
+                if op == "load" || op == "unload" {
+                    self.load_unload_ms += ms;
+                    if ok && op == "unload" {
+                        self.unloads_ok += 1;
+                    }
+                }
+                if !ok {
+                    self.steps.failed += 1;
+                    self.step_failures.push(format!(
+                        "step {id} {op}{} failed: {}",
+                        module.map_or(String::new(), |m| format!(" {m}")),
+                        error.unwrap_or_default()
+                    ));
+                }
+            }
+            AgentEvent::Memory { cycle, meminfo, .. } => {
+                if let Some(bytes) = memory::tracked_bytes(&meminfo) {
+                    self.memory.push((cycle, bytes));
+                }
+            }
+            AgentEvent::Ready { .. } | AgentEvent::Done { .. } => {}
+        }
+    }
+}
+
+/// A private scratch directory (sockets, initrd), removed when dropped. Kept under the system's
+/// temp dir: unix socket paths must stay short.
+struct WorkDir {
+    path: PathBuf,
+}
+
+impl WorkDir {
+    fn new() -> Result<WorkDir> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "modharness-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path)
+            .map_err(|e| Failure::infra(format!("{}: {e}", path.display())))?;
+        Ok(WorkDir { path })
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_release_strings_cannot_leave_the_logs_directory() {
+        assert_eq!(safe_component("../../etc"), ".._.._etc");
+        assert_eq!(safe_component(".."), "_");
+        assert_eq!(
+            safe_component("6.12.117+deb12-amd64"),
+            "6.12.117+deb12-amd64"
+        );
+    }
+}

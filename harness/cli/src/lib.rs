@@ -1,0 +1,13 @@
+//! The modharness engine: everything `modharness run` does between reading scenarios and writing
+//! the report, as a library the CLI (`main.rs`) and the tests drive.
+//!
+//! One engine emits a stream of [`engine::Progress`] events; the terminal output and the tests
+//! consume the same stream.
+
+pub mod catalog;
+pub mod engine;
+pub mod error;
+pub mod home;
+pub mod memory;
+
+pub use error::{Failure, Result};
