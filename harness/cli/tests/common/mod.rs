@@ -1,0 +1,65 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The `modharness` binary under test, run from the repository root with a shared kernel cache
+/// (the first test to need the kernel fetches it; the cache's lock makes that safe).
+pub fn modharness() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_modharness"));
+    cmd.current_dir(repo())
+        .env("MODHARNESS_AGENT", env!("CARGO_BIN_EXE_modharness-agent"))
+        .env_remove("MODHARNESS_QEMU");
+    if std::env::var_os("MODHARNESS_CACHE").is_none() {
+        cmd.env("MODHARNESS_CACHE", repo().join("target/modharness-cache"));
+    }
+    cmd
+}
+
+/// The fake QEMU built from `examples/fake_qemu.rs` (cargo test builds examples).
+pub fn fake_qemu() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_modharness"));
+    let fake = bin.parent().unwrap().join("examples/fake_qemu");
+    assert!(
+        fake.is_file(),
+        "{} is missing: `cargo test` builds it, a filtered run needs `cargo build --examples`",
+        fake.display()
+    );
+    fake
+}
+
+/// A scratch directory removed at the end of the test.
+pub fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mh-{name}-"))
+        .tempdir()
+        .unwrap()
+}
+
+/// Text of an output, for assertion messages: only shown when a test fails.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// report.json of an output directory.
+pub fn report(out_dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(out_dir.join("report.json")).expect("report.json written");
+    serde_json::from_str(&text).expect("report.json is JSON")
+}
+
+/// The scenarios of the first run in a report.
+pub fn scenarios(report: &serde_json::Value) -> &Vec<serde_json::Value> {
+    report["runs"][0]["scenarios"]
+        .as_array()
+        .expect("scenarios")
+}

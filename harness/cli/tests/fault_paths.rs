@@ -1,0 +1,114 @@
+//! What the harness makes of a QEMU that misbehaves: a fake QEMU (examples/fake_qemu.rs) hangs,
+//! dies, or prints bytes no console should. These paths cannot be provoked reliably with the
+//! real QEMU; the main paths are covered by tests/real_kernel.rs with the real one.
+
+mod common;
+
+use common::*;
+
+/// A scenario that boots nothing real: the fake QEMU never reads the kernel or initrd.
+fn run_with_fake(mode: &str, out: &std::path::Path) -> std::process::Output {
+    let scenario = out.join("fake.yaml");
+    std::fs::write(
+        &scenario,
+        "name: fake\nvm: { timeout: 3s }\nsteps:\n  - sleep: 10ms\n",
+    )
+    .unwrap();
+    // A local "kernel" so nothing is fetched: a file that is not a bzImage is booted as is.
+    let kernel = out.join("vmlinux");
+    std::fs::write(&kernel, b"not a kernel").unwrap();
+    modharness()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--kernel")
+        .arg(format!("path:{}", kernel.display()))
+        .arg("--accel=tcg")
+        .arg("--out")
+        .arg(out.join("out"))
+        .env("MODHARNESS_QEMU", fake_qemu())
+        .env("MODHARNESS_CACHE", out.join("cache"))
+        .env("FAKE_QEMU_MODE", mode)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_guest_that_goes_silent_is_reported_as_a_hang() {
+    let dir = scratch("hang");
+    let out = run_with_fake("hang", dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report = report(&dir.path().join("out"));
+    let findings = scenarios(&report)[0]["findings"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["kind"], "hang");
+}
+
+#[test]
+fn qemu_dying_mid_run_is_reported_as_a_vm_crash_with_its_stderr() {
+    let dir = scratch("die");
+    let out = run_with_fake("die", dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report = report(&dir.path().join("out"));
+    let finding = &scenarios(&report)[0]["findings"][0];
+    assert_eq!(finding["kind"], "vm_crash", "{report}");
+    assert!(
+        finding["title"]
+            .as_str()
+            .unwrap()
+            .contains("fake fatal error"),
+        "{finding}"
+    );
+}
+
+#[test]
+fn hostile_console_bytes_leave_every_report_file_valid() {
+    let dir = scratch("garbage");
+    let out = run_with_fake("garbage", dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out_dir = dir.path().join("out");
+    let report = report(&out_dir);
+    assert_eq!(scenarios(&report)[0]["status"], "passed");
+    let junit = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap();
+    roxmltree::Document::parse(&junit).expect("junit.xml parses as XML");
+    assert!(
+        junit.contains("Linux version 6.1.0-fake"),
+        "console excerpt kept"
+    );
+    let log = std::fs::read(out_dir.join(scenarios(&report)[0]["console_log"].as_str().unwrap()))
+        .unwrap();
+    assert!(
+        log.windows(2).any(|w| w == b"\xff\xfe"),
+        "the log keeps the raw bytes"
+    );
+}
+
+#[test]
+fn a_qemu_that_cannot_start_is_an_infrastructure_error() {
+    let dir = scratch("noqemu");
+    let scenario = dir.path().join("fake.yaml");
+    std::fs::write(&scenario, "name: fake\nsteps:\n  - sleep: 10ms\n").unwrap();
+    let kernel = dir.path().join("vmlinux");
+    std::fs::write(&kernel, b"x").unwrap();
+    let out = modharness()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--kernel")
+        .arg(format!("path:{}", kernel.display()))
+        .arg("--accel=tcg")
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env("MODHARNESS_QEMU", dir.path().join("no-such-qemu"))
+        .env("MODHARNESS_CACHE", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let report = report(&dir.path().join("out"));
+    assert_eq!(scenarios(&report)[0]["status"], "error");
+    assert!(scenarios(&report)[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no-such-qemu"));
+}

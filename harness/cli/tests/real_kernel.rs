@@ -1,0 +1,200 @@
+//! End to end with the real QEMU and the newest Debian kernel under TCG, run the way a user runs
+//! `modharness`. The first test to run fetches the kernel into the shared cache.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn smoke_passes_on_the_default_kernel() {
+    let dir = scratch("smoke");
+    let out = modharness()
+        .args(["run", "smoke", "--accel=tcg", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = report(dir.path());
+    let smoke = &scenarios(&report)[0];
+    assert_eq!(smoke["status"], "passed", "{smoke}");
+    assert_eq!(
+        smoke["steps"]["total"], 40,
+        "20 loads and 20 unloads ran: {smoke}"
+    );
+    assert_eq!(smoke["steps"]["failed"], 0);
+    assert_eq!(smoke["memory"]["verdict"], "clean", "{smoke}");
+    assert!(report["runs"][0]["kernel"]["release"]
+        .as_str()
+        .unwrap()
+        .ends_with("-amd64"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 passed"),
+        "summary table printed: {stdout}"
+    );
+    assert!(dir.path().join("junit.xml").is_file() && dir.path().join("report.html").is_file());
+}
+
+#[test]
+fn a_timer_left_armed_at_unload_is_an_oops_blamed_on_its_module() {
+    let dir = scratch("timer");
+    let out = modharness()
+        .args(["run", "timer-race", "--accel=tcg", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the expected oops appeared: {}",
+        describe(&out)
+    );
+    let report = report(dir.path());
+    let findings = scenarios(&report)[0]["findings"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(findings.len(), 1, "one crash is one finding: {findings:?}");
+    assert_eq!(findings[0]["kind"], "oops");
+    assert_eq!(findings[0]["module"], "race_timer_buggy");
+    assert_eq!(findings[0]["expected"], true);
+    assert!(
+        findings[0]["title"]
+            .as_str()
+            .unwrap()
+            .contains("__run_timers"),
+        "{findings:?}"
+    );
+}
+
+#[test]
+fn an_unexpected_oops_fails_the_scenario_with_exit_1() {
+    let dir = scratch("unexpected");
+    let scenario = dir.path().join("unexpected.yaml");
+    std::fs::write(
+        &scenario,
+        "name: unexpected\nsteps:\n  - load: race_timer_buggy\n  - sleep: 50ms\n  - unload: race_timer_buggy\n  - sleep: 500ms\n",
+    )
+    .unwrap();
+    let out = modharness()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--accel=tcg", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report = report(&dir.path().join("out"));
+    let result = &scenarios(&report)[0];
+    assert_eq!(result["status"], "failed");
+    assert!(
+        result["failures"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("unexpected oops"),
+        "{result}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).unwrap();
+    assert!(junit.contains("<failure"), "{junit}");
+}
+
+#[test]
+fn a_users_module_directory_is_built_and_loaded_by_name() {
+    let dir = scratch("usermod");
+    let src = dir.path().join("mydriver");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("Kbuild"), "obj-m += my_driver.o\n").unwrap();
+    std::fs::write(
+        src.join("my_driver.c"),
+        "#include <linux/module.h>\nstatic int __init i(void) { pr_info(\"my_driver up\\n\"); return 0; }\nstatic void __exit e(void) {}\nmodule_init(i);\nmodule_exit(e);\nMODULE_LICENSE(\"GPL\");\n",
+    )
+    .unwrap();
+    let scenario = dir.path().join("mine.yaml");
+    std::fs::write(
+        &scenario,
+        "name: mine\nsteps:\n  - load: my_driver\n  - unload: my_driver\n",
+    )
+    .unwrap();
+    let out = modharness()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--modules")
+        .arg(&src)
+        .args(["--accel=tcg", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = report(&dir.path().join("out"));
+    let log = std::fs::read_to_string(
+        dir.path()
+            .join("out")
+            .join(scenarios(&report)[0]["console_log"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert!(log.contains("my_driver up"), "the module ran in the guest");
+    assert!(
+        !src.join("my_driver.ko").exists(),
+        "no build products in the user's tree"
+    );
+}
+
+#[test]
+fn a_compile_error_is_shown_verbatim_with_exit_3() {
+    let dir = scratch("ccerror");
+    let src = dir.path().join("broken");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("Kbuild"), "obj-m += broken_mod.o\n").unwrap();
+    std::fs::write(
+        src.join("broken_mod.c"),
+        "#include <linux/module.h>\nthis is not C;\n",
+    )
+    .unwrap();
+    let scenario = dir.path().join("b.yaml");
+    std::fs::write(&scenario, "name: b\nsteps:\n  - load: broken_mod\n").unwrap();
+    let out = modharness()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--modules")
+        .arg(&src)
+        .args(["--accel=tcg", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken_mod.c:2"),
+        "compiler output shown: {stderr}"
+    );
+}
+
+#[test]
+fn a_malformed_scenario_exits_2_naming_its_line_and_writes_nothing() {
+    let dir = scratch("malformed");
+    let scenario = dir.path().join("bad.yaml");
+    std::fs::write(
+        &scenario,
+        "name: bad\nsteps:\n  - load: mh_trivial\n  - lod: mh_trivial\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = modharness()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.yaml:4:"), "names the line: {stderr}");
+    assert!(stderr.contains("lod"), "names the key: {stderr}");
+    assert!(!out_dir.exists(), "nothing written");
+    let out = modharness()
+        .arg("validate")
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
