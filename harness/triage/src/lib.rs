@@ -1,1 +1,311 @@
 //! Reads a kernel console log and finds the crashes in it, titled and attributed to a module.
+//!
+//! The console is untrusted bytes (invalid UTF-8, control characters, `\r\n`, lines cut across
+//! reads); [`Triage`] reads it incrementally, [`triage`] reads a whole log with the same engine,
+//! and any chunking of the same bytes gives the same findings.
+//!
+//! **One crash is one finding.** An oops followed by `Kernel panic - not syncing: Fatal
+//! exception` is one [`Kind::Oops`] finding with `panicked: true`; a panic with no report before
+//! it is a [`Kind::Panic`] finding. A stall or leak reported again with the same title is not
+//! reported twice.
+//!
+//! **Titles** follow syzbot's conventions (`BUG: unable to handle page fault in __run_timers`,
+//! `WARNING in foo_exit`, `KASAN: slab-use-after-free Read in bar`, `INFO: task hung in baz`):
+//! the function is the guilty frame, the first frame of the faulting site or the stack that is not
+//! reporting machinery, a sanitizer, an allocator, a lock, a string helper, a wait primitive or
+//! entry code. Numbers and addresses never appear in titles.
+//!
+//! **Module attribution**, first rule that answers wins:
+//! 1. the `[mod]` tag of the faulting site (`RIP:`, the function a WARNING, KASAN or KFENCE report
+//!    names);
+//! 2. `[last unloaded: mod]` when the crash is in freed module memory: the `RIP:` is a bare
+//!    module-area address, the page fault address is in the module area (or its KASAN shadow), or
+//!    the stack holds a bare module-area address (the unload race; also a notifier left behind
+//!    that crashes inside another module's load);
+//! 3. the tag of the guilty frame, then of the first tagged frame of the stack;
+//! 4. a function the report names as related (ODEBUG `hint:`, `Workqueue:`, `in-flight:`);
+//! 5. a module marked loading `(+)` or unloading `(-)` in `Modules linked in:` when the stack
+//!    runs through module load or unload;
+//! 6. any tagged frame elsewhere in the report (KASAN allocation stacks, lockdep chains).
+//!
+//! With `CONFIG_PRINTK_CALLER` (`[  T123]`, `[    C1]`) each report only takes the lines of
+//! the context that started it, so reports interleaved with other CPUs' output stay whole.
+
+mod console;
+mod frames;
+mod report;
+mod starts;
+
+use std::collections::{HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use console::{Caller, Line, LineSplitter};
+use report::{Report, State, Step};
+use starts::Role;
+
+/// The kind of a finding (the `kind` of report.json).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// An oops: page fault, NULL dereference, general protection fault, `kernel BUG at`,
+    /// divide error, invalid opcode, double fault, stack overflow.
+    Oops,
+    /// `Kernel panic - not syncing` with no report before it.
+    Panic,
+    /// `WARNING: CPU: … at …` (also refcount_t, ODEBUG and list-corruption warnings).
+    Warning,
+    /// A KASAN report.
+    Kasan,
+    /// A UBSAN report.
+    Ubsan,
+    /// A KFENCE report.
+    Kfence,
+    /// A KCSAN data-race report.
+    Kcsan,
+    /// A lockdep report: possible deadlock, inconsistent lock state, bad unlock balance, …
+    Lockdep,
+    /// `INFO: task … blocked for more than … seconds`.
+    HungTask,
+    /// `BUG: soft lockup`.
+    SoftLockup,
+    /// `Watchdog detected hard LOCKUP`.
+    HardLockup,
+    /// `INFO: rcu_… detected stalls`.
+    RcuStall,
+    /// `BUG: workqueue lockup`.
+    WorkqueueLockup,
+    /// A kmemleak `unreferenced object`.
+    Kmemleak,
+    /// `BUG: Bad page state`, `BUG: Bad page map`, `BUG: Bad rss-counter state`.
+    BadPage,
+    /// Another `BUG:` report after which the kernel goes on: scheduling while atomic, sleeping
+    /// function called from invalid context, spinlock bad magic, workqueue leaked lock, …
+    Bug,
+    /// `unregister_netdevice: waiting for DEV to become free`: a leaked device reference.
+    NetdevRefLeak,
+}
+
+impl Kind {
+    /// The snake_case name, as serialized.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Oops => "oops",
+            Kind::Panic => "panic",
+            Kind::Warning => "warning",
+            Kind::Kasan => "kasan",
+            Kind::Ubsan => "ubsan",
+            Kind::Kfence => "kfence",
+            Kind::Kcsan => "kcsan",
+            Kind::Lockdep => "lockdep",
+            Kind::HungTask => "hung_task",
+            Kind::SoftLockup => "soft_lockup",
+            Kind::HardLockup => "hard_lockup",
+            Kind::RcuStall => "rcu_stall",
+            Kind::WorkqueueLockup => "workqueue_lockup",
+            Kind::Kmemleak => "kmemleak",
+            Kind::BadPage => "bad_page",
+            Kind::Bug => "bug",
+            Kind::NetdevRefLeak => "netdev_ref_leak",
+        }
+    }
+
+    /// Kinds a kernel keeps reporting while the problem lasts: a repeat with the same title and
+    /// module is the same finding.
+    fn repeats(&self) -> bool {
+        matches!(
+            self,
+            Kind::HungTask
+                | Kind::SoftLockup
+                | Kind::HardLockup
+                | Kind::RcuStall
+                | Kind::WorkqueueLockup
+                | Kind::Kmemleak
+                | Kind::NetdevRefLeak
+        )
+    }
+}
+
+/// One crash found on the console.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Finding {
+    /// What kind of crash.
+    pub kind: Kind,
+    /// The syzbot-style title, e.g. `BUG: unable to handle page fault in __run_timers`.
+    pub title: String,
+    /// Other titles the same crash may get (other candidate frames, older kernels' wording), for
+    /// deduplication.
+    pub alt_titles: Vec<String>,
+    /// The module to blame, when the report tells.
+    pub module: Option<String>,
+    /// The report was cut short or garbled: no stack where one was due.
+    pub corrupted: bool,
+    /// The report ended in `Kernel panic - not syncing`.
+    pub panicked: bool,
+    /// The printk timestamp of the report's first line, in seconds since boot.
+    pub time_s: Option<f64>,
+    /// The function the title names.
+    pub guilty_frame: Option<String>,
+    /// The report's lines, timestamps kept.
+    pub report: String,
+}
+
+/// Lines kept per printk context before a report starts (`cut here`, a WARN message, `=====`).
+const RECENT_LINES: usize = 8;
+/// Printk contexts whose recent lines are kept.
+const RECENT_CONTEXTS: usize = 64;
+
+/// The incremental console reader.
+#[derive(Default)]
+pub struct Triage {
+    splitter: LineSplitter,
+    /// Reports being read, in the order they started; at most one per printk context.
+    reports: Vec<Report>,
+    /// Recent lines outside any report, per printk context, most recently used first.
+    recent: Vec<(Option<Caller>, VecDeque<Line>)>,
+    /// (kind, title, module) of findings of repeating kinds already given out.
+    reported: HashSet<(Kind, String, Option<String>)>,
+}
+
+impl Triage {
+    /// A reader that has seen nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads more console bytes; returns the findings they completed.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Finding> {
+        let mut lines = Vec::new();
+        self.splitter
+            .push(bytes, |raw| lines.push(Line::parse(raw)));
+        let mut findings = Vec::new();
+        for line in lines {
+            self.read_line(line, &mut findings);
+        }
+        findings
+    }
+
+    /// Whether a report has started and not ended (or has ended and may still be followed by
+    /// the kernel panic that belongs to it).
+    pub fn in_report(&self) -> bool {
+        !self.reports.is_empty()
+    }
+
+    /// Ends the log: reads an unterminated last line and returns every report still open.
+    pub fn finish(mut self) -> Vec<Finding> {
+        let mut last = None;
+        self.splitter.flush(|raw| last = Some(Line::parse(raw)));
+        let mut findings = Vec::new();
+        if let Some(line) = last {
+            self.read_line(line, &mut findings);
+        }
+        for report in std::mem::take(&mut self.reports) {
+            self.emit(report, &mut findings);
+        }
+        findings
+    }
+
+    fn read_line(&mut self, line: Line, out: &mut Vec<Finding>) {
+        let key = line.caller;
+        let mut index = 0;
+        while index < self.reports.len() {
+            if self.reports[index].key != key && self.reports[index].observe_foreign(&line) {
+                let report = self.reports.remove(index);
+                self.emit(report, out);
+            } else {
+                index += 1;
+            }
+        }
+        let own = self.reports.iter().position(|r| r.key == key);
+        let Some(start) = starts::classify(line.msg()) else {
+            match own {
+                Some(i) => {
+                    if self.reports[i].state == State::Tail {
+                        self.remember(&line);
+                    }
+                    if self.reports[i].consume(&line) == Step::Done {
+                        let report = self.reports.remove(i);
+                        self.emit(report, out);
+                    }
+                }
+                None => self.remember(&line),
+            }
+            return;
+        };
+        match (&start.role, own) {
+            (Role::Panic { .. }, Some(i)) if self.reports[i].state == State::Panic => {
+                // A panic while panicking: part of the first one.
+                self.reports[i].consume(&line);
+            }
+            (Role::Panic { consequence }, Some(i))
+                if *consequence || self.reports[i].state == State::Open =>
+            {
+                self.reports[i].attach_panic(&line);
+            }
+            (Role::Panic { consequence: true }, None) => {
+                let waiting = self.reports.iter().rposition(|r| r.state == State::Tail);
+                match waiting {
+                    Some(i) => self.reports[i].attach_panic(&line),
+                    None => self.begin(start, &line, out),
+                }
+            }
+            (Role::DieHeader, Some(i)) if self.reports[i].takes_die_header() => {
+                self.reports[i].take_die_header(&line);
+            }
+            _ => self.begin(start, &line, out),
+        }
+    }
+
+    /// Starts a report, ending the one its printk context had.
+    fn begin(&mut self, start: starts::Start, line: &Line, out: &mut Vec<Finding>) {
+        if let Some(i) = self.reports.iter().position(|r| r.key == line.caller) {
+            let report = self.reports.remove(i);
+            self.emit(report, out);
+        }
+        let before: Vec<Line> = self.recent_mut(line.caller).drain(..).collect();
+        self.reports.push(Report::begin(start, line, &before));
+    }
+
+    fn emit(&mut self, report: Report, out: &mut Vec<Finding>) {
+        let finding = report.finish();
+        if finding.kind.repeats() && !finding.panicked {
+            let key = (finding.kind, finding.title.clone(), finding.module.clone());
+            if !self.reported.insert(key) {
+                return;
+            }
+        }
+        out.push(finding);
+    }
+
+    fn remember(&mut self, line: &Line) {
+        let recent = self.recent_mut(line.caller);
+        if recent.len() == RECENT_LINES {
+            recent.pop_front();
+        }
+        recent.push_back(line.clone());
+    }
+
+    fn recent_mut(&mut self, key: Option<Caller>) -> &mut VecDeque<Line> {
+        let index = match self.recent.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.recent.truncate(RECENT_CONTEXTS - 1);
+                self.recent.insert(0, (key, VecDeque::new()));
+                0
+            }
+        };
+        if index != 0 {
+            let entry = self.recent.remove(index);
+            self.recent.insert(0, entry);
+        }
+        &mut self.recent[0].1
+    }
+}
+
+/// Reads a whole log; the same as feeding it to a [`Triage`] and finishing.
+pub fn triage(bytes: &[u8]) -> Vec<Finding> {
+    let mut reader = Triage::new();
+    let mut findings = reader.feed(bytes);
+    findings.extend(reader.finish());
+    findings
+}
