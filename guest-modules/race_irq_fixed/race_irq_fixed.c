@@ -13,8 +13,11 @@
  *     running on another CPU (synchronize_irq) - after this no code of ours
  *     runs in interrupt context and dev_id is no longer referenced;
  *  4. free the buffers, unmap BAR0, release and disable the device.
- * Loading and unloading it under an external storm (the harness writing to
- * BAR0 offset 0x60 from user space) must stay silent.
+ * Loading and unloading it under an external storm (user space writing to
+ * BAR0 offset 0x60 through /sys/bus/pci/devices/.../resource0) must stay
+ * silent. Debian kernels have CONFIG_IO_STRICT_DEVMEM=y: that mmap fails
+ * with EINVAL while a driver holds the BAR, unless the guest boots with
+ * iomem=relaxed.
  */
 #include <linux/delay.h>
 #include <linux/dma-mapping.h>
