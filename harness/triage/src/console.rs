@@ -128,6 +128,11 @@ fn parse_prefixes(text: &str) -> (Option<f64>, Option<Caller>, usize) {
     if (time_s.is_some() || caller.is_some()) && rest.starts_with(' ') {
         rest = &rest[1..];
     }
+    // kmemleak prints every line of a verbose report with its own prefix; the report's
+    // structure (indented frames) is what follows it.
+    if let Some(after) = rest.strip_prefix("kmemleak: ") {
+        rest = after;
+    }
     (time_s, caller, text.len() - rest.len())
 }
 
@@ -206,6 +211,12 @@ mod tests {
         assert_eq!(line.time_s, None);
         assert_eq!(line.msg(), "[last unloaded: foo]");
         assert_eq!(Line::parse(b" foo+0x1/0x2").msg(), " foo+0x1/0x2");
+        let line =
+            Line::parse(b"[   33.5] kmemleak:     [<000000003b9f1b0e>] kmalloc_trace+0x26/0x90");
+        assert_eq!(
+            line.msg(),
+            "    [<000000003b9f1b0e>] kmalloc_trace+0x26/0x90"
+        );
     }
 
     #[test]

@@ -226,6 +226,8 @@ static GENERIC: LazyLock<Regex> = LazyLock::new(|| {
         r"_?_?mem(cpy|set|move|cmp|chr|scan)\w*|_?_?str(n?cpy|n?cmp|n?len|scpy|lcpy|r?chr|str|n?cat|dup)\w*",
         r"_?copy_(to|from)_user\w*|__copy_user\w*|rep_movs\w*|raw_copy_\w+|_?_?check_object_size",
         r"check_copy_size|usercopy_\w+|__fortify\w*|fortify_\w+",
+        // MMIO accessors: the driver that called them is at fault
+        r"ioread\d+\w*|iowrite\d+\w*|read[bwlq](_relaxed)?|write[bwlq](_relaxed)?",
         // sleeping and waiting
         r"__schedule|schedule|schedule_(timeout|hrtimeout|preempt_disabled|idle)\w*|preempt_schedule\w*|io_schedule\w*|_?_?cond_resched",
         r"_?_?wait_for_common\w*|do_wait_for_common|wait_for_completion\w*|_?_?wait_rcu_gp",
@@ -344,6 +346,7 @@ mod tests {
             "wait_for_completion",
             "call_timer_fn",
             "refcount_warn_saturate",
+            "ioread32",
         ] {
             assert!(is_generic(generic), "{generic}");
         }
@@ -355,6 +358,7 @@ mod tests {
             "update_curr",
             "upstream_fn",
             "foo_init",
+            "readahead_folio",
         ] {
             assert!(!is_generic(real), "{real}");
         }

@@ -22,11 +22,18 @@
 //!    module-area address, the page fault address is in the module area (or its KASAN shadow), or
 //!    the stack holds a bare module-area address (the unload race; also a notifier left behind
 //!    that crashes inside another module's load);
-//! 3. the tag of the guilty frame, then of the first tagged frame of the stack;
-//! 4. a function the report names as related (ODEBUG `hint:`, `Workqueue:`, `in-flight:`);
-//! 5. a module marked loading `(+)` or unloading `(-)` in `Modules linked in:` when the stack
+//! 3. the tag of the guilty frame;
+//! 4. `[last unloaded: mod]` when the `RIP:` is an address the kernel could not symbolise
+//!    (`RIP: 0010:0x0`: a call through a pointer a gone module left behind);
+//! 5. the first tagged frame of the stack;
+//! 6. a function the report names as related (ODEBUG `hint:`, `Workqueue:`, `in-flight:`);
+//! 7. a module marked loading `(+)` or unloading `(-)` in `Modules linked in:` when the stack
 //!    runs through module load or unload;
-//! 6. any tagged frame elsewhere in the report (KASAN allocation stacks, lockdep chains).
+//! 8. any tagged frame elsewhere in the report (KASAN allocation stacks, lockdep chains).
+//!
+//! **Collateral damage**: a report printed by a kernel that had already oopsed (taint flag `D`)
+//! right after that oops, in the same context, is folded into the oops's finding (a task dying
+//! of its oops faults again; the stall that follows).
 //!
 //! With `CONFIG_PRINTK_CALLER` (`[  T123]`, `[    C1]`) each report only takes the lines of
 //! the context that started it, so reports interleaved with other CPUs' output stay whole.
@@ -258,15 +265,33 @@ impl Triage {
 
     /// Starts a report, ending the one its printk context had.
     fn begin(&mut self, start: starts::Start, line: &Line, out: &mut Vec<Finding>) {
+        let mut earlier = None;
         if let Some(i) = self.reports.iter().position(|r| r.key == line.caller) {
             let report = self.reports.remove(i);
-            self.emit(report, out);
+            if report.state == State::Tail && report.died() {
+                earlier = Some(report);
+            } else {
+                self.emit(report, out);
+            }
         }
         let before: Vec<Line> = self.recent_mut(line.caller).drain(..).collect();
-        self.reports.push(Report::begin(start, line, &before));
+        let mut report = Report::begin(start, line, &before);
+        if let Some(earlier) = earlier {
+            report.hold_predecessor(earlier);
+        }
+        self.reports.push(report);
     }
 
-    fn emit(&mut self, report: Report, out: &mut Vec<Finding>) {
+    /// Turns a report into a finding, unless it is collateral damage of the oops before it
+    /// (printed by a kernel already tainted `D`), which it then joins.
+    fn emit(&mut self, mut report: Report, out: &mut Vec<Finding>) {
+        if let Some(mut earlier) = report.take_predecessor() {
+            if report.after_oops() && earlier.died() {
+                earlier.absorb(report);
+                return self.emit(earlier, out);
+            }
+            self.emit(earlier, out);
+        }
         let finding = report.finish();
         if finding.kind.repeats() && !finding.panicked {
             let key = (finding.kind, finding.title.clone(), finding.module.clone());

@@ -84,6 +84,13 @@ pub(crate) struct Report {
     tail_lines: Vec<String>,
     /// Forced corrupted: a consequence panic whose report was lost.
     lost_report: bool,
+    /// The first `CPU:` line has been read.
+    cpu_line_seen: bool,
+    /// The kernel had already died once when this report began (taint flag `D`).
+    after_oops: bool,
+    /// The report just before this one in the same context, kept back in case this one turns
+    /// out to be its collateral damage.
+    predecessor: Option<Box<Report>>,
 }
 
 impl Report {
@@ -121,6 +128,9 @@ impl Report {
             tail_ordinary: 0,
             tail_lines: Vec::new(),
             lost_report: matches!(start.role, Role::Panic { consequence: true }),
+            cpu_line_seen: false,
+            after_oops: false,
+            predecessor: None,
         };
         for pre in leading {
             report.refine_from_message(pre.msg());
@@ -131,6 +141,34 @@ impl Report {
             report.state = State::Tail;
         }
         report
+    }
+
+    /// Keeps `earlier`, a finished report of the same context, until this one tells whether
+    /// it is collateral damage of it.
+    pub(crate) fn hold_predecessor(&mut self, earlier: Report) {
+        self.predecessor = Some(Box::new(earlier));
+    }
+
+    pub(crate) fn take_predecessor(&mut self) -> Option<Report> {
+        self.predecessor.take().map(|p| *p)
+    }
+
+    /// Whether this report, or one it holds back, is an oops: the kernel died.
+    pub(crate) fn died(&self) -> bool {
+        self.kind == Kind::Oops || self.predecessor.as_ref().is_some_and(|p| p.died())
+    }
+
+    /// Printed by a kernel that had already oopsed (`Tainted: … D …`).
+    pub(crate) fn after_oops(&self) -> bool {
+        self.after_oops
+    }
+
+    /// Folds a later report, collateral damage of this one, into it.
+    pub(crate) fn absorb(&mut self, later: Report) {
+        self.panicked |= later.panicked;
+        for line in later.lines {
+            self.push(&line);
+        }
     }
 
     /// Whether an oops header line (`Oops: 0002 [#1] …`) continues this report.
@@ -288,6 +326,14 @@ impl Report {
                 return;
             }
         }
+        if !self.cpu_line_seen && msg.starts_with("CPU: ") {
+            self.cpu_line_seen = true;
+            self.after_oops = msg
+                .split_once("Tainted: ")
+                .is_some_and(|(_, flags)| died_before(flags));
+        } else if msg.starts_with("Tainted: [") && msg.contains("[D]=DIE") {
+            self.after_oops = true;
+        }
         let trimmed = msg.trim();
         if trimmed == "Call Trace:" || trimmed == "Call trace:" {
             if self.trace_state == TraceState::NotStarted {
@@ -391,7 +437,12 @@ impl Report {
             return None;
         };
         match self.access {
-            Some(access) if !prefix.contains("free") => Some(format!("{prefix} {access}")),
+            // Frees have no access direction (`double-free`, `invalid-free`).
+            Some(access)
+                if !prefix.ends_with("double-free") && !prefix.ends_with("invalid-free") =>
+            {
+                Some(format!("{prefix} {access}"))
+            }
             _ => Some(prefix.clone()),
         }
     }
@@ -418,10 +469,20 @@ impl Report {
                 None
             }
         };
+        // Code the kernel could not symbolise (`RIP: 0010:0x0`, a call through a stale
+        // pointer) is in no loaded module: when nothing names the culprit better, the module
+        // unloaded last left that pointer behind.
+        let unsymbolised_rip = self.rip.as_ref().is_some_and(|r| r.func.is_none());
+        let stale_pointer = self
+            .modules
+            .last_unloaded
+            .as_ref()
+            .filter(|_| unsymbolised_rip);
         header
             .and_then(|f| f.module.clone())
             .or_else(|| freed_module.cloned())
             .or_else(|| guilty.and_then(|f| f.module.clone()))
+            .or_else(|| stale_pointer.cloned())
             .or_else(|| in_trace.and_then(|f| f.module.clone()))
             .or_else(|| self.hints.iter().find_map(|f| f.module.clone()))
             .or_else(|| lifecycle().map(str::to_string))
@@ -522,6 +583,15 @@ fn leading_lines<'a>(before: &'a [Line], start: &Start) -> &'a [Line] {
         }
         _ => &[],
     }
+}
+
+/// Do the taint flags of a `CPU:` line (`G      D W  OE      6.12.0 …`) hold `D`, an earlier
+/// oops? The flags are the capital letters before the kernel release.
+fn died_before(flags: &str) -> bool {
+    flags
+        .split_whitespace()
+        .take_while(|word| word.bytes().all(|b| b.is_ascii_uppercase()))
+        .any(|word| word.contains('D'))
 }
 
 fn is_interrupt_entry(frame: &Frame) -> bool {
@@ -733,6 +803,19 @@ mod tests {
         ] {
             assert!(!is_report_line(line), "{line:?}");
         }
+    }
+
+    #[test]
+    fn the_die_taint_flag_is_read_from_the_flags_only() {
+        assert!(died_before(
+            "G      D W  OE      6.12.117+deb12-amd64 #1  Debian 6.12.117-1~deb12u1"
+        ));
+        assert!(!died_before(
+            "G           OE      6.1.0-54-amd64 #1  Debian 6.1.0-54"
+        ));
+        assert!(!died_before(
+            "G           OE      6.1.0-54-amd64 #1 DEBIAN D"
+        ));
     }
 
     #[test]
