@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use console::{Caller, Line, LineSplitter};
 use report::{Report, State, Step};
-use starts::Role;
+use starts::{Ending, Role};
 
 /// The kind of a finding (the `kind` of report.json).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -213,19 +213,25 @@ impl Triage {
     }
 
     fn read_line(&mut self, line: Line, out: &mut Vec<Finding>) {
-        let key = line.caller;
+        let start = starts::classify(line.msg());
+        let mut target = match start {
+            None => self.route(&line),
+            Some(_) => None,
+        };
+        // Every other report sees the line go by (tail windows, silent contexts, stalls).
         let mut index = 0;
         while index < self.reports.len() {
-            if self.reports[index].key != key && self.reports[index].observe_foreign(&line) {
-                let report = self.reports.remove(index);
-                self.emit(report, out);
-            } else {
+            let same_context = self.reports[index].key == line.caller;
+            if Some(index) == target || !self.reports[index].observe_passing(&line, same_context) {
                 index += 1;
+                continue;
             }
+            let report = self.reports.remove(index);
+            target = target.map(|t| if t > index { t - 1 } else { t });
+            self.emit(report, out);
         }
-        let own = self.reports.iter().position(|r| r.key == key);
-        let Some(start) = starts::classify(line.msg()) else {
-            match own {
+        let Some(start) = start else {
+            match target {
                 Some(i) => {
                     if self.reports[i].state == State::Tail {
                         self.remember(&line);
@@ -239,6 +245,7 @@ impl Triage {
             }
             return;
         };
+        let own = self.foreground(line.caller);
         match (&start.role, own) {
             (Role::Panic { .. }, Some(i)) if self.reports[i].state == State::Panic => {
                 // A panic while panicking: part of the first one.
@@ -263,20 +270,80 @@ impl Triage {
         }
     }
 
-    /// Starts a report, ending the one its printk context had.
+    /// The report of a printk context that its next line continues: the open one, else the one
+    /// panicking, else the one waiting for a panic. Without caller tags two oopses can be open at
+    /// once (one interrupted the other); the line goes to the one it fits best.
+    fn route(&self, line: &Line) -> Option<usize> {
+        let in_context = |state: State| {
+            self.reports
+                .iter()
+                .enumerate()
+                .filter(move |(_, r)| r.key == line.caller && r.state == state)
+                .map(|(i, _)| i)
+        };
+        let open: Vec<usize> = in_context(State::Open).collect();
+        if open.len() > 1 {
+            // Ties go to the later report, the one printing in the foreground.
+            return open
+                .into_iter()
+                .max_by_key(|&i| (self.reports[i].fit(line.msg()), i));
+        }
+        open.first()
+            .copied()
+            .or_else(|| in_context(State::Panic).last())
+            .or_else(|| in_context(State::Tail).last())
+    }
+
+    /// The report a first line of `key` relates to: the latest open, panicking or waiting one.
+    fn foreground(&self, key: Option<Caller>) -> Option<usize> {
+        [State::Open, State::Panic, State::Tail]
+            .into_iter()
+            .find_map(|state| {
+                self.reports
+                    .iter()
+                    .rposition(|r| r.key == key && r.state == state)
+            })
+    }
+
+    /// Starts a report. The reports its printk context had end, except that without caller
+    /// tags an oops or WARNING still being printed is only interrupted (another CPU's oops
+    /// interleaves with it), and that the latest finished oops is held back in case the new
+    /// report is its collateral damage.
     fn begin(&mut self, start: starts::Start, line: &Line, out: &mut Vec<Finding>) {
-        let mut earlier = None;
-        if let Some(i) = self.reports.iter().position(|r| r.key == line.caller) {
-            let report = self.reports.remove(i);
-            if report.state == State::Tail && report.died() {
-                earlier = Some(report);
+        let key = line.caller;
+        let interrupted = self
+            .reports
+            .iter()
+            .rposition(|r| r.key == key && r.state == State::Open)
+            .filter(|&i| {
+                key.is_none()
+                    && start.ending == Ending::EndTrace
+                    && self.reports[i].can_be_interrupted()
+            });
+        let earlier = self
+            .reports
+            .iter()
+            .rposition(|r| r.key == key && r.state == State::Tail && r.died());
+        let mut held = None;
+        let mut ended = Vec::new();
+        for (i, report) in std::mem::take(&mut self.reports).into_iter().enumerate() {
+            if report.key != key || Some(i) == interrupted {
+                self.reports.push(report);
+            } else if Some(i) == earlier {
+                held = Some(report);
             } else {
-                self.emit(report, out);
+                ended.push(report);
             }
         }
-        let before: Vec<Line> = self.recent_mut(line.caller).drain(..).collect();
+        for report in ended {
+            self.emit(report, out);
+        }
+        let before: Vec<Line> = self.recent_mut(key).drain(..).collect();
         let mut report = Report::begin(start, line, &before);
-        if let Some(earlier) = earlier {
+        if interrupted.is_some() {
+            report.mark_interleaved();
+        }
+        if let Some(earlier) = held {
             report.hold_predecessor(earlier);
         }
         self.reports.push(report);

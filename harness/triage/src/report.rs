@@ -91,7 +91,18 @@ pub(crate) struct Report {
     /// The report just before this one in the same context, kept back in case this one turns
     /// out to be its collateral damage.
     predecessor: Option<Box<Report>>,
+    /// Began in the middle of another report (no caller tags to tell their lines apart).
+    interleaved: bool,
+    /// Position in [`REGISTER_ORDER`] of the last register line of the current dump.
+    last_register: Option<usize>,
 }
+
+/// The order of an x86_64 register dump; which report a register line continues when two are
+/// printed at once.
+const REGISTER_ORDER: [&str; 14] = [
+    "RIP:", "Code:", "RSP:", "RAX:", "RDX:", "RBP:", "R10:", "R13:", "FS:", "CS:", "CR2:", "DR0:",
+    "DR3:", "PKRU:",
+];
 
 impl Report {
     /// Starts a report at `line`, taking from `before` (recent lines of the same context) the
@@ -131,6 +142,8 @@ impl Report {
             cpu_line_seen: false,
             after_oops: false,
             predecessor: None,
+            interleaved: false,
+            last_register: None,
         };
         for pre in leading {
             report.refine_from_message(pre.msg());
@@ -169,6 +182,68 @@ impl Report {
         for line in later.lines {
             self.push(&line);
         }
+    }
+
+    /// Marks a report that began while another was being printed.
+    pub(crate) fn mark_interleaved(&mut self) {
+        self.interleaved = true;
+    }
+
+    /// Whether another CPU's oops starting now interrupts this report rather than ending it:
+    /// an oops or WARNING whose stack is not printed yet.
+    pub(crate) fn can_be_interrupted(&self) -> bool {
+        self.state == State::Open
+            && self.ending == Ending::EndTrace
+            && self.trace_state != TraceState::Ended
+    }
+
+    /// How well a line continues this report (0 not at all, 1 possibly, 2 surely), to share
+    /// the lines of two interleaved reports.
+    pub(crate) fn fit(&self, msg: &str) -> u8 {
+        let header = [
+            "#PF:",
+            "PGD ",
+            "Oops",
+            "CPU: ",
+            "Tainted: ",
+            "Hardware name:",
+        ];
+        if header.iter().any(|h| msg.starts_with(h)) {
+            return if self.cpu_line_seen { 0 } else { 2 };
+        }
+        if msg.starts_with("Modules linked in:") {
+            return if self.modules == ModuleList::default() {
+                2
+            } else {
+                0
+            };
+        }
+        if let Some(position) = register_position(msg) {
+            if position == 0 {
+                return match self.trace_state {
+                    TraceState::NotStarted if self.rip.is_none() && self.cpu_line_seen => 2,
+                    TraceState::NotStarted if self.rip.is_some() => 0,
+                    _ => 1,
+                };
+            }
+            return match self.last_register {
+                Some(last) if position > last && position <= last + 2 => 2,
+                _ if self.trace_state == TraceState::Ended => 0,
+                _ => 1,
+            };
+        }
+        let trimmed = msg.trim();
+        if trimmed == "Call Trace:" {
+            return match (self.trace_state, self.last_register) {
+                (TraceState::NotStarted, Some(last)) if last >= 10 => 2,
+                (TraceState::NotStarted, _) => 1,
+                _ => 0,
+            };
+        }
+        if parse_frame(msg).is_some() || is_trace_marker(trimmed) {
+            return u8::from(self.trace_state == TraceState::Active);
+        }
+        1
     }
 
     /// Whether an oops header line (`Oops: 0002 [#1] …`) continues this report.
@@ -229,8 +304,8 @@ impl Report {
         }
     }
 
-    /// A line from another printk context. Returns true when the report is over.
-    pub(crate) fn observe_foreign(&mut self, line: &Line) -> bool {
+    /// A line that went to another report or context. Returns true when this report is over.
+    pub(crate) fn observe_passing(&mut self, line: &Line, same_context: bool) -> bool {
         let ordinary = !is_report_line(line.msg());
         self.foreign_run += 1;
         if self.foreign_run > MAX_FOREIGN_RUN {
@@ -243,7 +318,11 @@ impl Report {
                 self.tail_ordinary > TAIL_ORDINARY_LINES
             }
             // Stall detectors make other CPUs print their stacks in their own contexts.
-            State::Open if !ordinary && matches!(self.kind, Kind::RcuStall | Kind::HardLockup) => {
+            State::Open
+                if !same_context
+                    && !ordinary
+                    && matches!(self.kind, Kind::RcuStall | Kind::HardLockup) =>
+            {
                 self.consume_open(line, false);
                 false
             }
@@ -343,6 +422,9 @@ impl Report {
         }
         if is_trace_marker(trimmed) {
             return;
+        }
+        if let Some(position) = register_position(msg) {
+            self.last_register = Some(position);
         }
         if let Some(rip) = parse_rip(msg) {
             self.saw_frame = true;
@@ -528,7 +610,9 @@ impl Report {
             title,
             alt_titles,
             module,
-            corrupted: self.lost_report || (self.expects_stack && !self.saw_frame),
+            corrupted: self.lost_report
+                || self.interleaved
+                || (self.expects_stack && !self.saw_frame),
             panicked: self.panicked,
             time_s: self.time_s,
             guilty_frame: guilty.map(func),
@@ -583,6 +667,14 @@ fn leading_lines<'a>(before: &'a [Line], start: &Start) -> &'a [Line] {
         }
         _ => &[],
     }
+}
+
+/// Where a register dump line stands in [`REGISTER_ORDER`] (kernel-mode `RIP:` only).
+fn register_position(msg: &str) -> Option<usize> {
+    if msg.starts_with("RIP: 0033:") {
+        return None;
+    }
+    REGISTER_ORDER.iter().position(|r| msg.starts_with(r))
 }
 
 /// Do the taint flags of a `CPU:` line (`G      D W  OE      6.12.0 …`) hold `D`, an earlier
