@@ -290,8 +290,8 @@ impl Triage {
         }
         open.first()
             .copied()
-            .or_else(|| in_context(State::Panic).last())
-            .or_else(|| in_context(State::Tail).last())
+            .or_else(|| in_context(State::Panic).next_back())
+            .or_else(|| in_context(State::Tail).next_back())
     }
 
     /// The report a first line of `key` relates to: the latest open, panicking or waiting one.
