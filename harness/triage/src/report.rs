@@ -113,7 +113,7 @@ impl Report {
             key: line.caller,
             kind: start.kind,
             state: State::Open,
-            panicked: false,
+            panicked: matches!(start.role, Role::Panic { .. }),
             title: start.title,
             ending: start.ending,
             expects_stack: start.expects_stack,
