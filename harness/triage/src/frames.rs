@@ -214,6 +214,8 @@ static GENERIC: LazyLock<Regex> = LazyLock::new(|| {
         r"_*slab_\w+|slub_\w+|new_slab|alloc_slab\w*|free_slab|discard_slab|__do_kmalloc\w*|kmemleak_\w+",
         r"__kmemleak\w*|_?_?alloc_pages\w*|_?_?free_pages\w*|free_unref_page\w*|__put_page|put_page",
         r"free_pcppages_bulk|__folio_alloc\w*|folio_alloc\w*|memcg_slab_\w+|\w+_noprof",
+        r"bad_page|free_pcp_prepare|free_page_is_bad\w*|free_pages_prepare|__free_one_page",
+        r"module_memfree|execmem_free|free_mod_mem",
         // locking
         r"_?_?raw_\w+|do_raw_\w+|queued_\w+|native_queued_\w+|__pv_queued_\w+|spin_\w+|_?_?mutex_\w+",
         r"rt_mutex\w*|__rt_mutex\w*|_?_?down\w*|_?_?up_\w+|up|_?_?rwsem_\w+|percpu_(down|up)\w*",
