@@ -217,6 +217,16 @@ async fn choose_accel(opts: &RunOptions) -> Accel {
     }
 }
 
+/// Whether any step, at any depth, runs a shell command.
+fn has_shell_step(steps: &[Step]) -> bool {
+    steps.iter().any(|step| match step {
+        Step::Shell { .. } => true,
+        Step::Repeat { steps, .. } => has_shell_step(steps),
+        Step::Parallel { branches } => branches.iter().any(|b| has_shell_step(b)),
+        _ => false,
+    })
+}
+
 /// A file-name-safe form of a kernel release (a local image may say anything).
 pub fn safe_component(s: &str) -> String {
     let cleaned: String = s
@@ -332,7 +342,7 @@ impl ScenarioJob<'_> {
             .collect();
         let image = initramfs::build(&initramfs::Contents {
             agent: self.agent,
-            busybox: self.busybox,
+            busybox: has_shell_step(&plan.steps).then_some(self.busybox),
             plan_json: &plan_json,
             plan_path: PLAN_PATH,
             modules: &files,

@@ -117,8 +117,9 @@ impl Cpio {
 pub struct Contents<'a> {
     /// The static guest agent, installed as `/init`.
     pub agent: &'a Path,
-    /// A static busybox, installed as `/bin/busybox` with a link per applet.
-    pub busybox: &'a Path,
+    /// A static busybox, installed as `/bin/busybox` with a link per applet, for plans that
+    /// run shell commands (left out otherwise: the guest unpacks every byte under emulation).
+    pub busybox: Option<&'a Path>,
     /// The plan, as JSON, installed at `plan_path`.
     pub plan_json: &'a [u8],
     /// Where the agent reads the plan.
@@ -137,9 +138,11 @@ pub fn build(contents: &Contents<'_>) -> Result<Vec<u8>> {
     // The kernel opens /dev/console for init before anything is mounted.
     cpio.char_device("dev/console", 5, 1);
     cpio.file("init", &read(contents.agent)?, 0o755);
-    cpio.file("bin/busybox", &read(contents.busybox)?, 0o755);
-    for applet in busybox_applets(contents.busybox)? {
-        cpio.symlink(&format!("bin/{applet}"), "busybox");
+    if let Some(busybox) = contents.busybox {
+        cpio.file("bin/busybox", &read(busybox)?, 0o755);
+        for applet in busybox_applets(busybox)? {
+            cpio.symlink(&format!("bin/{applet}"), "busybox");
+        }
     }
     cpio.file(contents.plan_path, contents.plan_json, 0o644);
     for (guest, host) in contents.modules {

@@ -193,7 +193,7 @@ const MANIFEST: &str = "kernel.json";
 pub fn acquire(spec_text: &str, cache_root: &Path) -> Result<Kernel> {
     match KernelSpec::parse(spec_text)? {
         KernelSpec::DebianLatest { flavour } => {
-            let release = latest_debian_release(&flavour)?;
+            let release = latest_debian_release(&flavour, cache_root)?;
             fetch_debian(spec_text, &release, cache_root)
         }
         KernelSpec::Debian { release } => fetch_debian(spec_text, &release, cache_root),
@@ -205,8 +205,34 @@ pub fn acquire(spec_text: &str, cache_root: &Path) -> Result<Kernel> {
     }
 }
 
-/// Ask apt which is the newest kernel release of `flavour`.
-pub fn latest_debian_release(flavour: &str) -> Result<String> {
+/// Ask apt which is the newest kernel release of `flavour`. Asking takes most of a second, so the
+/// answer is kept until apt's package lists change (`apt-get update`).
+pub fn latest_debian_release(flavour: &str, cache_root: &Path) -> Result<String> {
+    let lists_stamp = fs::metadata("/var/lib/apt/lists")
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos().to_string());
+    let memo = cache_root.join(format!("latest-{flavour}.txt"));
+    if let (Some(stamp), Ok(text)) = (&lists_stamp, fs::read_to_string(&memo)) {
+        if let Some((seen, release)) = text.trim().split_once(' ') {
+            if seen == stamp && parse_release(release).is_some() {
+                return Ok(release.to_string());
+            }
+        }
+    }
+    let release = ask_apt_latest(flavour)?;
+    if let Some(stamp) = lists_stamp {
+        let _ = fs::create_dir_all(cache_root);
+        let tmp = memo.with_extension(format!("tmp{}", std::process::id()));
+        if fs::write(&tmp, format!("{stamp} {release}\n")).is_ok() {
+            let _ = fs::rename(&tmp, &memo);
+        }
+    }
+    Ok(release)
+}
+
+fn ask_apt_latest(flavour: &str) -> Result<String> {
     let names = run(
         Command::new("apt-cache").args(["pkgnames", "linux-image-"]),
         "apt-cache pkgnames linux-image-",
