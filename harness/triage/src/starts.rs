@@ -382,10 +382,13 @@ pub(crate) fn normalize_message(message: &str) -> String {
     static EMPTY_GROUP: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"\([\s,:/.-]*\)|\[[\s,:/.-]*\]|\{[\s,:/.-]*\}").expect("valid regex")
     });
+    static DANGLING_SEPARATOR: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"([(\[{])[\s,]+|[\s,]+([)\]}])").expect("valid regex"));
     static SPACES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s+").expect("valid regex"));
     let text = SYMBOL_OFFSET.replace_all(message, "");
     let text = KEY_NUMBER.replace_all(&text, "");
     let text = NUMBER.replace_all(&text, "");
+    let text = DANGLING_SEPARATOR.replace_all(&text, "$1$2");
     let text = EMPTY_GROUP.replace_all(&text, "");
     let text = SPACES.replace_all(&text, " ");
     text.trim()
@@ -434,6 +437,60 @@ mod tests {
             "Oops: general protection fault, probably for non-canonical address 0x6b6b6b6b6b6b6b6b: 0000 [#1] PREEMPT SMP NOPTI",
         ] {
             assert_eq!(classify(header).unwrap().role, Role::DieHeader, "{header}");
+        }
+    }
+
+    #[test]
+    fn every_kind_of_first_line_gets_its_kind_and_title() {
+        use Kind::*;
+        let cases: &[(&str, Kind, &str)] = &[
+            ("BUG: stack guard page was hit at 00000000e3b0d4a1 (stack is 0..1)", Oops, "BUG: stack guard page was hit"),
+            ("traps: PANIC: double fault, error_code: 0x0", Oops, "double fault"),
+            ("divide error: 0000 [#1] PREEMPT SMP NOPTI", Oops, "divide error"),
+            ("Oops: stack segment: 0000 [#1] PREEMPT SMP KASAN NOPTI", Oops, "stack segment fault"),
+            ("BUG: KASAN: double-free in mh_exit+0x1c/0x40 [mh]", Kasan, "KASAN: double-free"),
+            ("BUG: KASAN: slab-out-of-bounds in foo+0x1/0x2", Kasan, "KASAN: slab-out-of-bounds"),
+            ("BUG: KFENCE: out-of-bounds write in foo+0x1/0x2", Kfence, "KFENCE: out-of-bounds write"),
+            ("UBSAN: shift-out-of-bounds in drivers/foo.c:12:9", Ubsan, "UBSAN: shift-out-of-bounds"),
+            ("WARNING: possible recursive locking detected", Lockdep, "possible deadlock"),
+            ("WARNING: possible irq lock inversion dependency detected", Lockdep, "possible deadlock"),
+            ("WARNING: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected", Lockdep, "possible deadlock"),
+            ("WARNING: HARDIRQ-READ-safe -> HARDIRQ-unsafe lock order detected", Lockdep, "possible deadlock"),
+            ("WARNING: inconsistent lock state", Lockdep, "inconsistent lock state"),
+            ("WARNING: bad unlock balance detected!", Lockdep, "WARNING: bad unlock balance"),
+            ("WARNING: held lock freed!", Lockdep, "WARNING: held lock freed"),
+            ("WARNING: lock held when returning to user space!", Lockdep, "WARNING: lock held when returning to user space"),
+            ("WARNING: suspicious RCU usage", Lockdep, "WARNING: suspicious RCU usage"),
+            ("INFO: trying to register non-static key.", Lockdep, "INFO: trying to register non-static key"),
+            ("WARNING: CPU: 0 PID: 1 at kernel/foo.c:1 foo+0x1/0x2", Warning, "WARNING"),
+            ("watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [insmod:121]", SoftLockup, "BUG: soft lockup"),
+            ("NMI watchdog: Watchdog detected hard LOCKUP on cpu 1", HardLockup, "BUG: hard lockup"),
+            ("rcu: INFO: rcu_sched detected stalls on CPUs/tasks:", RcuStall, "INFO: rcu detected stall"),
+            ("rcu: INFO: rcu_preempt detected expedited stalls on CPUs/tasks: { 1-... } 21002 jiffies", RcuStall, "INFO: rcu detected stall"),
+            ("INFO: task kworker/0:1:23 blocked for more than 120 seconds.", HungTask, "INFO: task hung"),
+            ("unreferenced object 0xffff888004b1c000 (size 64):", Kmemleak, "memory leak"),
+            ("BUG: Bad page map in process cat  pte:8000000004a3c025 pmd:04b3e067", BadPage, "BUG: Bad page map"),
+            ("BUG: using smp_processor_id() in preemptible [00000000] code: insmod/124", Bug, "BUG: using smp_processor_id() in preemptible code"),
+            ("BUG: spinlock bad magic on CPU#0, insmod/124", Bug, "BUG: spinlock bad magic"),
+            ("BUG: workqueue leaked atomic, lock or RCU: kworker/1:2[51]", Bug, "BUG: workqueue leaked lock or atomic"),
+        ];
+        for (line, kind, prefix) in cases {
+            let start = classify(line).unwrap_or_else(|| panic!("not recognised: {line}"));
+            assert_eq!(start.kind, *kind, "{line}");
+            assert_eq!(start.title, Title::InFunc(prefix.to_string()), "{line}");
+        }
+        let fixed: &[(&str, Kind, &str)] = &[
+            ("BUG: KCSAN: data-race in mh_inc / mh_inc", Kcsan, "KCSAN: data-race in mh_inc / mh_inc"),
+            ("BUG: workqueue lockup - pool cpus=0 node=0 flags=0x0 nice=0 stuck for 31s!", WorkqueueLockup, "BUG: workqueue lockup"),
+            ("BUG: Bad rss-counter state mm:00000000a1b2c3d4 type:MM_ANONPAGES val:1", BadPage, "BUG: Bad rss-counter state"),
+            ("unregister_netdevice: waiting for lo to become free. Usage count = 2", NetdevRefLeak, "unregister_netdevice: waiting for DEV to become free"),
+            ("BUG: MAX_LOCKDEP_KEYS too low!", Lockdep, "BUG: MAX_LOCKDEP_KEYS too low!"),
+            ("BUG: Dentry 00000000a1b2c3d4{i=3c,n=mh}  still in use (1) [unmount of tmpfs tmpfs]", Bug, "BUG: Dentry {n=mh} still in use [unmount of tmpfs tmpfs]"),
+        ];
+        for (line, kind, title) in fixed {
+            let start = classify(line).unwrap_or_else(|| panic!("not recognised: {line}"));
+            assert_eq!(start.kind, *kind, "{line}");
+            assert_eq!(start.title, Title::Fixed(title.to_string()), "{line}");
         }
     }
 
