@@ -338,6 +338,18 @@ impl Triage {
         for report in ended {
             self.emit(report, out);
         }
+        // Keep chains one deep: the report held back is settled with the one it held.
+        let held = held.map(|mut earlier| match earlier.take_predecessor() {
+            Some(mut first) if earlier.after_oops() && first.died() => {
+                first.absorb(earlier);
+                first
+            }
+            Some(first) => {
+                self.emit(first, out);
+                earlier
+            }
+            None => earlier,
+        });
         let before: Vec<Line> = self.recent_mut(key).drain(..).collect();
         let mut report = Report::begin(start, line, &before);
         if interrupted.is_some() {
@@ -355,10 +367,16 @@ impl Triage {
         if let Some(mut earlier) = report.take_predecessor() {
             if report.after_oops() && earlier.died() {
                 earlier.absorb(report);
-                return self.emit(earlier, out);
+                report = earlier;
+            } else {
+                self.give_out(earlier, out);
             }
-            self.emit(earlier, out);
         }
+        self.give_out(report, out);
+    }
+
+    /// Adds a finished report's finding, unless it repeats one already given.
+    fn give_out(&mut self, report: Report, out: &mut Vec<Finding>) {
         let finding = report.finish();
         if finding.kind.repeats() && !finding.panicked {
             let key = (finding.kind, finding.title.clone(), finding.module.clone());

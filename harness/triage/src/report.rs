@@ -156,9 +156,10 @@ impl Report {
         report
     }
 
-    /// Keeps `earlier`, a finished report of the same context, until this one tells whether
-    /// it is collateral damage of it.
+    /// Keeps `earlier`, a finished report of the same context that holds none itself, until
+    /// this one tells whether it is collateral damage of it.
     pub(crate) fn hold_predecessor(&mut self, earlier: Report) {
+        debug_assert!(earlier.predecessor.is_none(), "chains stay one deep");
         self.predecessor = Some(Box::new(earlier));
     }
 
@@ -166,9 +167,13 @@ impl Report {
         self.predecessor.take().map(|p| *p)
     }
 
-    /// Whether this report, or one it holds back, is an oops: the kernel died.
+    /// Whether this report, or the one it holds back, is an oops: the kernel died.
     pub(crate) fn died(&self) -> bool {
-        self.kind == Kind::Oops || self.predecessor.as_ref().is_some_and(|p| p.died())
+        self.kind == Kind::Oops
+            || self
+                .predecessor
+                .as_ref()
+                .is_some_and(|p| p.kind == Kind::Oops)
     }
 
     /// Printed by a kernel that had already oopsed (`Tainted: … D …`).

@@ -211,3 +211,42 @@ fn report_text_is_the_reports_lines_with_timestamps() {
     assert!(report.ends_with("[    2.019920] ---[ end trace 0000000000000000 ]---"));
     assert!(!report.contains("Disabling lock debugging"));
 }
+
+#[test]
+fn an_oops_storm_after_a_first_oops_is_one_finding() {
+    let mut log = String::new();
+    for i in 0..3000 {
+        let taint = if i == 0 {
+            "G           OE"
+        } else {
+            "G      D    OE"
+        };
+        log.push_str(&format!(
+            concat!(
+                "[   10.{i:06}] BUG: unable to handle page fault for address: ffffffffc0a1d040\n",
+                "[   10.{i:06}] Oops: 0000 [#{n}] PREEMPT SMP NOPTI\n",
+                "[   10.{i:06}] CPU: 1 PID: 0 Comm: swapper/1 Tainted: {taint}      6.1.0-54-amd64 #1  Debian 6.1.0-54\n",
+                "[   10.{i:06}] RIP: 0010:__run_timers+0x1b3/0x2e0\n",
+                "[   10.{i:06}] Call Trace:\n",
+                "[   10.{i:06}]  run_timer_softirq+0x2f/0x50\n",
+                "[   10.{i:06}] Modules linked in: [last unloaded: race_timer_buggy(OE)]\n",
+                "[   10.{i:06}] ---[ end trace 0000000000000000 ]---\n",
+            ),
+            i = i,
+            n = i + 1,
+            taint = taint
+        ));
+    }
+    let findings = triage(log.as_bytes());
+    assert_eq!(
+        findings.len(),
+        1,
+        "{:?}",
+        findings.iter().map(|f| &f.title).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        findings[0].title,
+        "BUG: unable to handle page fault in __run_timers"
+    );
+    assert_eq!(findings[0].module.as_deref(), Some("race_timer_buggy"));
+}
