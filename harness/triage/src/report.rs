@@ -657,7 +657,9 @@ fn leading_lines<'a>(before: &'a [Line], start: &Start) -> &'a [Line] {
     let cut_here = before
         .iter()
         .rposition(|l| l.msg().contains("[ cut here ]"));
-    if let (Some(index), Kind::Warning | Kind::Oops | Kind::Bug) = (cut_here, start.kind) {
+    if let (Some(index), Kind::Warning | Kind::Oops | Kind::Bug | Kind::Ubsan) =
+        (cut_here, start.kind)
+    {
         return &before[index..];
     }
     match before.last() {
