@@ -361,7 +361,11 @@ impl ScenarioJob<'_> {
         let config = VmConfig {
             qemu: self.opts.qemu.clone(),
             accel: self.accel,
-            machine: Machine::Microvm,
+            machine: if settings.devices.is_empty() {
+                Machine::Microvm
+            } else {
+                Machine::Pc
+            },
             cpus: settings.cpus,
             memory_mib: settings.memory_mib,
             kernel: self.kernel.boot_image.clone(),
@@ -370,7 +374,7 @@ impl ScenarioJob<'_> {
             console_socket: work.path.join("console.sock"),
             control_socket: work.path.join("control.sock"),
             qmp_socket: work.path.join("qmp.sock"),
-            devices: Vec::new(),
+            devices: settings.devices.clone(),
         };
         let mut machine = vm::launch(&config, START_TIMEOUT)
             .await

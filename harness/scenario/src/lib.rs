@@ -67,7 +67,7 @@ pub struct Scenario {
 #[serde(
     default,
     deny_unknown_fields,
-    expecting = "VM settings: a mapping with keys cpus, memory, cmdline, timeout"
+    expecting = "VM settings: a mapping with keys cpus, memory, cmdline, timeout, devices"
 )]
 pub struct VmSettings {
     /// Virtual CPUs, 1 to 8 (default 2).
@@ -83,7 +83,15 @@ pub struct VmSettings {
     /// `500ms`, `60s`, `2m` or `1h`.
     #[serde(deserialize_with = "yaml::timeout")]
     pub timeout: Duration,
+    /// Emulated PCI devices to add (one of [`DEVICES`]); any device puts the guest on the `pc`
+    /// machine instead of `microvm`, which has no PCI.
+    #[serde(deserialize_with = "yaml::devices")]
+    pub devices: Vec<String>,
 }
+
+/// The QEMU devices a scenario may ask for: a fixed list, so that a scenario file can never
+/// smuggle host paths or options onto QEMU's command line.
+pub const DEVICES: &[&str] = &["edu", "pci-testdev"];
 
 impl Default for VmSettings {
     fn default() -> Self {
@@ -92,6 +100,7 @@ impl Default for VmSettings {
             memory_mib: 512,
             cmdline: String::new(),
             timeout: Duration::from_secs(120),
+            devices: Vec::new(),
         }
     }
 }

@@ -40,6 +40,10 @@ fn vm_value(vm: &VmSettings) -> Value {
         mapping.insert("cmdline".into(), vm.cmdline.clone().into());
     }
     mapping.insert("timeout".into(), duration_text(vm.timeout).into());
+    if !vm.devices.is_empty() {
+        let devices = vm.devices.iter().map(|d| Value::from(d.as_str())).collect();
+        mapping.insert("devices".into(), Value::Sequence(devices));
+    }
     Value::Mapping(mapping)
 }
 

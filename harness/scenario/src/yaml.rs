@@ -140,6 +140,30 @@ pub(crate) fn parse_module_name(text: &str) -> Result<String, String> {
     Ok(normalize_module_name(text))
 }
 
+/// A list of device names from [`crate::DEVICES`].
+pub(crate) fn devices<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    struct Device(String);
+    impl<'de> Deserialize<'de> for Device {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            parse_scalar(deserializer, "a device name", |text| {
+                if crate::DEVICES.contains(&text) {
+                    Ok(text.to_owned())
+                } else {
+                    Err(format!(
+                        "unknown device `{text}`; expected one of: {}",
+                        crate::DEVICES.join(", ")
+                    ))
+                }
+            })
+            .map(Device)
+        }
+    }
+    Ok(Vec::<Device>::deserialize(deserializer)?
+        .into_iter()
+        .map(|d| d.0)
+        .collect())
+}
+
 pub(crate) fn cpus<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
     parse_scalar(deserializer, "a CPU count from 1 to 8", |text| {
         text.parse::<u32>()

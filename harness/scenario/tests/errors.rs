@@ -104,12 +104,12 @@ rejects!(
 rejects!(
     an_unknown_vm_key_lists_the_valid_ones,
     "name: t\nvm:\n  cpu: 1\nsteps: [ {load: a} ]\n",
-    "scenarios/t.yaml:3:3: unknown key `cpu`, expected one of `cpus`, `memory`, `cmdline`, `timeout`",
+    "scenarios/t.yaml:3:3: unknown key `cpu`, expected one of `cpus`, `memory`, `cmdline`, `timeout`, `devices`",
 );
 rejects!(
     vm_must_be_a_mapping,
     "name: t\nsteps: [ {load: a} ]\nvm: 3\n",
-    "scenarios/t.yaml:3:5: invalid type: integer `3`, expected VM settings: a mapping with keys cpus, memory, cmdline, timeout",
+    "scenarios/t.yaml:3:5: invalid type: integer `3`, expected VM settings: a mapping with keys cpus, memory, cmdline, timeout, devices",
 );
 rejects!(
     more_than_eight_cpus_are_rejected,

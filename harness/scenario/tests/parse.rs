@@ -42,6 +42,7 @@ fn every_key_of_the_format_is_read() {
             memory_mib: 1024,
             cmdline: "slub_debug=FZPU".into(),
             timeout: Duration::from_secs(120),
+            devices: Vec::new(),
         }
     );
     assert_eq!(scenario.modules, ["helper_mod", "extra"]);
@@ -270,4 +271,16 @@ fn every_bundled_scenario_is_valid() {
             panic!("{error}");
         }
     }
+}
+
+#[test]
+fn devices_come_from_a_fixed_list() {
+    let text = "name: dev\nvm: { devices: [edu] }\nsteps:\n  - sleep: 1ms\n";
+    let scenario = modharness_scenario::parse(text, std::path::Path::new("dev.yaml")).unwrap();
+    assert_eq!(scenario.vm.devices, ["edu"]);
+    let bad =
+        "name: dev\nvm:\n  devices: [edu, \"virtio-9p-pci,fsdev=x\"]\nsteps:\n  - sleep: 1ms\n";
+    let err = modharness_scenario::parse(bad, std::path::Path::new("dev.yaml")).unwrap_err();
+    assert_eq!((err.line, err.column), (3, 18), "{err}");
+    assert!(err.message.contains("unknown device"), "{err}");
 }
