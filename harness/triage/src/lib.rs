@@ -192,10 +192,28 @@ impl Triage {
         findings
     }
 
-    /// Whether a report has started and not ended (or has ended and may still be followed by
-    /// the kernel panic that belongs to it).
+    /// Whether a report has started and not ended: more of the console belongs to it.
+    ///
+    /// A report that has ended is given out once it is clear that no `Kernel panic` of its own
+    /// follows (about twenty ordinary lines later), or by [`Triage::settle`] or
+    /// [`Triage::finish`].
     pub fn in_report(&self) -> bool {
-        !self.reports.is_empty()
+        self.reports.iter().any(|r| r.state != State::Tail)
+    }
+
+    /// Gives out the reports that have ended but were still waiting for a panic that would
+    /// belong to them. For a console that has gone quiet; later bytes can then no longer mark
+    /// those findings `panicked`.
+    pub fn settle(&mut self) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        let (waiting, rest): (Vec<Report>, Vec<Report>) = std::mem::take(&mut self.reports)
+            .into_iter()
+            .partition(|r| r.state == State::Tail);
+        self.reports = rest;
+        for report in waiting {
+            self.emit(report, &mut findings);
+        }
+        findings
     }
 
     /// Ends the log: reads an unterminated last line and returns every report still open.

@@ -11,7 +11,7 @@ use crate::{Finding, Kind};
 /// Consecutive ordinary lines after which an open report is considered over (its end was lost).
 const MAX_ORDINARY_RUN: usize = 40;
 /// Ordinary lines a finished report waits for a `Kernel panic` that would belong to it.
-pub(crate) const TAIL_ORDINARY_LINES: usize = 20;
+const TAIL_ORDINARY_LINES: usize = 20;
 /// Lines of other printk contexts after which a report whose context fell silent is over.
 const MAX_FOREIGN_RUN: usize = 300;
 /// Lines kept in a report's text; the rest of a runaway report is dropped.

@@ -161,8 +161,17 @@ fn a_warning_waits_for_a_possible_panic_then_comes_out_on_ordinary_lines() {
         "[    2.0] ---[ end trace 0000000000000000 ]---\n",
     );
     let mut reader = Triage::new();
-    assert!(reader.feed(warning.as_bytes()).is_empty());
-    assert!(reader.in_report(), "a panic may still follow");
+    assert!(reader
+        .feed(&warning.as_bytes()[..warning.len() - 40])
+        .is_empty());
+    assert!(reader.in_report(), "the report is being printed");
+    assert!(
+        reader
+            .feed(&warning.as_bytes()[warning.len() - 40..])
+            .is_empty(),
+        "a panic may still follow"
+    );
+    assert!(!reader.in_report(), "the report has ended");
     let mut findings = Vec::new();
     for i in 0..40 {
         findings.extend(reader.feed(format!("[    3.{i}] foo: ordinary message {i}\n").as_bytes()));
@@ -171,7 +180,22 @@ fn a_warning_waits_for_a_possible_panic_then_comes_out_on_ordinary_lines() {
     assert_eq!(findings[0].title, "WARNING in foo_exit");
     assert_eq!(findings[0].module.as_deref(), Some("foo"));
     assert!(!findings[0].panicked);
-    assert!(!reader.in_report());
+    assert!(reader.finish().is_empty());
+}
+
+#[test]
+fn settle_gives_out_an_ended_report_on_a_quiet_console() {
+    let log = corpus("warning-in-exit-with-look-alikes-6.1.log");
+    let text = String::from_utf8(log).expect("utf-8 fixture");
+    let end = text.find("---[ end trace").expect("end marker");
+    let through_end = &text[..end + text[end..].find('\n').expect("newline") + 1];
+    let mut reader = Triage::new();
+    assert!(reader.feed(through_end.as_bytes()).is_empty());
+    let settled = reader.settle();
+    assert_eq!(settled.len(), 1);
+    assert_eq!(settled[0].title, "WARNING in mh_warn_exit");
+    assert!(reader.settle().is_empty());
+    assert!(reader.finish().is_empty());
 }
 
 #[test]
