@@ -504,10 +504,14 @@ impl Report {
     fn candidates(&self) -> Vec<&Frame> {
         let mut trace: &[Frame] = &self.trace;
         if self.kind == Kind::RcuStall {
-            // The stall detector's own frames run up to the timer interrupt; what was running
-            // on the CPU comes after it.
+            // When the detector dumps its own stack, its frames run up to the timer interrupt
+            // and what was running on the CPU comes after it. (A stack taken by NMI from
+            // another CPU has no detector frames: its interrupt part is what was running.)
             if let Some(pos) = trace.iter().rposition(is_interrupt_entry) {
-                if pos + 1 < trace.len() {
+                let detector = trace[..pos]
+                    .iter()
+                    .any(|f| f.func.as_deref().is_some_and(is_stall_detector));
+                if detector && pos + 1 < trace.len() {
                     trace = &trace[pos + 1..];
                 }
             }
@@ -691,6 +695,16 @@ fn died_before(flags: &str) -> bool {
         .split_whitespace()
         .take_while(|word| word.bytes().all(|b| b.is_ascii_uppercase()))
         .any(|word| word.contains('D'))
+}
+
+/// Frames of the RCU stall detector printing its own CPU's stack.
+fn is_stall_detector(func: &str) -> bool {
+    func.starts_with("rcu_")
+        || func.starts_with("print_cpu_stall")
+        || matches!(
+            func,
+            "check_cpu_stall" | "dump_cpu_task" | "nmi_trigger_cpumask_backtrace"
+        )
 }
 
 fn is_interrupt_entry(frame: &Frame) -> bool {
