@@ -4,6 +4,8 @@
 //! - `hang`: prints a boot line, then nothing, for ever;
 //! - `die`: prints a boot line and the agent's Ready, then exits with status 1;
 //! - `garbage`: prints invalid UTF-8 and control bytes on the console, then finishes the plan.
+//!
+//! With `FAKE_QEMU_PIDFILE` set, it writes its pid there first.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -58,6 +60,9 @@ fn main() {
     let qmp = UnixListener::bind(qmp_path).expect("qmp socket");
     std::thread::spawn(move || serve_qmp(qmp));
 
+    if let Some(pidfile) = std::env::var_os("FAKE_QEMU_PIDFILE") {
+        std::fs::write(pidfile, std::process::id().to_string()).expect("pid file");
+    }
     let mode = std::env::var("FAKE_QEMU_MODE").unwrap_or_default();
     console
         .write_all(b"[    0.000000] Linux version 6.1.0-fake\r\n")

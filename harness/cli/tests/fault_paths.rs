@@ -6,8 +6,9 @@ mod common;
 
 use common::*;
 
-/// A scenario that boots nothing real: the fake QEMU never reads the kernel or initrd.
-fn run_with_fake(mode: &str, out: &std::path::Path) -> std::process::Output {
+/// `modharness run` of a scenario that boots nothing real (the fake QEMU never reads the kernel
+/// or initrd), not yet started.
+fn command_with_fake(mode: &str, out: &std::path::Path) -> std::process::Command {
     let scenario = out.join("fake.yaml");
     std::fs::write(
         &scenario,
@@ -17,8 +18,8 @@ fn run_with_fake(mode: &str, out: &std::path::Path) -> std::process::Output {
     // A local "kernel" so nothing is fetched: a file that is not a bzImage is booted as is.
     let kernel = out.join("vmlinux");
     std::fs::write(&kernel, b"not a kernel").unwrap();
-    modharness()
-        .arg("run")
+    let mut cmd = modharness();
+    cmd.arg("run")
         .arg(&scenario)
         .arg("--kernel")
         .arg(format!("path:{}", kernel.display()))
@@ -28,8 +29,52 @@ fn run_with_fake(mode: &str, out: &std::path::Path) -> std::process::Output {
         .env("MODHARNESS_QEMU", fake_qemu())
         .env("MODHARNESS_CACHE", out.join("cache"))
         .env("FAKE_QEMU_MODE", mode)
-        .output()
-        .unwrap()
+        .env("FAKE_QEMU_PIDFILE", out.join("qemu.pid"));
+    cmd
+}
+
+fn run_with_fake(mode: &str, out: &std::path::Path) -> std::process::Output {
+    command_with_fake(mode, out).output().unwrap()
+}
+
+#[test]
+fn sigterm_leaves_no_qemu_behind_and_still_writes_the_report() {
+    let dir = scratch("sigterm");
+    let child = command_with_fake("hang", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pidfile = dir.path().join("qemu.pid");
+    assert!(wait_until(std::time::Duration::from_secs(20), || pidfile.exists()));
+    let qemu_pid: i32 = wait_then_read(&pidfile);
+    assert!(process_alive(qemu_pid));
+    // SAFETY: plain kill(2) on the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "an interrupted run is not a pass: {}",
+        describe(&out)
+    );
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || !process_alive(
+            qemu_pid
+        )),
+        "QEMU {qemu_pid} outlived the harness"
+    );
+    let report = report(&dir.path().join("out"));
+    assert_eq!(scenarios(&report)[0]["error"], "interrupted", "{report}");
+}
+
+fn wait_then_read(path: &std::path::Path) -> i32 {
+    let mut text = String::new();
+    wait_until(std::time::Duration::from_secs(5), || {
+        text = std::fs::read_to_string(path).unwrap_or_default();
+        text.trim().parse::<i32>().is_ok()
+    });
+    text.trim().parse().expect("a pid")
 }
 
 #[test]

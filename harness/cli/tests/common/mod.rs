@@ -63,3 +63,29 @@ pub fn scenarios(report: &serde_json::Value) -> &Vec<serde_json::Value> {
         .as_array()
         .expect("scenarios")
 }
+
+/// Poll `check` every 50 ms until it holds or `timeout` passes; says whether it held.
+pub fn wait_until(timeout: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    check()
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
