@@ -24,6 +24,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_millis(100);
 /// Time to finish reading a crash report that has started, or the console after a panic.
 const DRAIN: Duration = Duration::from_secs(3);
+/// A console quiet this long has finished its current report: hand out what the triage holds.
+const QUIET: Duration = Duration::from_millis(300);
+/// Findings kept per scenario: a kernel that oopses in a loop must not drown the report.
+const MAX_FINDINGS: usize = 50;
 
 /// Which accelerator to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -388,23 +392,26 @@ impl ScenarioJob<'_> {
         let mut guest_down = false;
         let mut qemu_exit: Option<(Option<i32>, String)> = None;
         let mut done = false;
+        let mut last_console = tokio::time::Instant::now();
+        let mut settled = true;
         loop {
             let until = ending.map_or(deadline, |e| e.min(deadline));
+            let quiet_at = last_console + QUIET;
             tokio::select! {
+                _ = tokio::time::sleep_until(quiet_at), if !settled => {
+                    settled = true;
+                    let found = triage.settle();
+                    seen.take(found, &self.scenario.name, progress);
+                }
                 event = machine.events.recv() => {
                     let Some(event) = event else { break };
                     match event {
                         VmEvent::Console(bytes) => {
                             let _ = log.write_all(&bytes);
-                            for finding in triage.feed(&bytes) {
-                                let _ = progress.send(Progress::Finding {
-                                    scenario: self.scenario.name.clone(),
-                                    kind: finding.kind.as_str().into(),
-                                    title: finding.title.clone(),
-                                    module: finding.module.clone(),
-                                });
-                                seen.findings.push(finding);
-                            }
+                            last_console = tokio::time::Instant::now();
+                            settled = false;
+                            let found = triage.feed(&bytes);
+                            seen.take(found, &self.scenario.name, progress);
                             if let Some(at) = ending {
                                 if triage.in_report() {
                                     ending = Some(at.max(tokio::time::Instant::now() + DRAIN));
@@ -450,10 +457,18 @@ impl ScenarioJob<'_> {
                     break;
                 }
             }
+            // A panicked kernel has nothing more to say; where its reboot does not end QEMU it
+            // would boot again, and panic again.
+            if seen.findings.iter().any(|f| f.panicked) || seen.findings.len() >= MAX_FINDINGS {
+                let soon = tokio::time::Instant::now() + DRAIN;
+                ending = Some(ending.map_or(soon, |e| e.min(soon)));
+                guest_down = true;
+            }
         }
         machine.shutdown(Duration::from_millis(500)).await;
         // Whatever is still buffered belongs to the log and the triage.
-        seen.findings.extend(triage.finish());
+        let found = triage.finish();
+        seen.take(found, &self.scenario.name, progress);
         if let Some((code, stderr)) = qemu_exit {
             let explained = guest_down || done || !seen.findings.is_empty();
             if !explained {
@@ -585,6 +600,27 @@ impl ScenarioJob<'_> {
 }
 
 impl Observed {
+    /// Keep findings (up to [`MAX_FINDINGS`]) and tell the audience.
+    fn take(
+        &mut self,
+        found: Vec<Finding>,
+        scenario: &str,
+        progress: &mpsc::UnboundedSender<Progress>,
+    ) {
+        for finding in found {
+            if self.findings.len() >= MAX_FINDINGS {
+                return;
+            }
+            let _ = progress.send(Progress::Finding {
+                scenario: scenario.to_string(),
+                kind: finding.kind.as_str().into(),
+                title: finding.title.clone(),
+                module: finding.module.clone(),
+            });
+            self.findings.push(finding);
+        }
+    }
+
     fn record(&mut self, event: AgentEvent) {
         match event {
             AgentEvent::Step {

@@ -45,10 +45,10 @@ pub struct VmConfig {
     pub devices: Vec<String>,
 }
 
-/// The kernel command line: console on ttyS0, reboot (which ends QEMU) at once on panic, then
-/// what the scenario adds.
+/// The kernel command line: console on ttyS0, reboot at once on panic by triple fault (a reset
+/// every machine turns into QEMU's exit under `-no-reboot`), then what the scenario adds.
 pub fn kernel_cmdline(extra: &str) -> String {
-    let base = "console=ttyS0 panic=-1 rdinit=/init";
+    let base = "console=ttyS0 panic=-1 reboot=t rdinit=/init";
     if extra.trim().is_empty() {
         base.to_string()
     } else {
@@ -242,9 +242,12 @@ mod tests {
     fn the_kernel_command_line_ends_with_the_scenario_options() {
         assert_eq!(
             kernel_cmdline(" slub_debug=FZPU "),
-            "console=ttyS0 panic=-1 rdinit=/init slub_debug=FZPU"
+            "console=ttyS0 panic=-1 reboot=t rdinit=/init slub_debug=FZPU"
         );
-        assert_eq!(kernel_cmdline(""), "console=ttyS0 panic=-1 rdinit=/init");
+        assert_eq!(
+            kernel_cmdline(""),
+            "console=ttyS0 panic=-1 reboot=t rdinit=/init"
+        );
     }
 
     #[test]
