@@ -6,6 +6,7 @@
 
 pub mod channel;
 pub mod init;
+pub mod irq;
 pub mod kernel;
 pub mod runner;
 pub mod shell;

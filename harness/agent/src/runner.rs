@@ -10,6 +10,7 @@ use modharness_protocol::{Event, Plan, Step};
 
 use crate::channel::Channel;
 use crate::exit_code;
+use crate::irq;
 use crate::kernel::{kernel_module_name, module_params, parse_meminfo, uptime_s, Kernel};
 use crate::shell;
 
@@ -104,6 +105,59 @@ impl Runner<'_> {
                 Outcome::success()
             }),
             Step::Shell { command } => self.run_leaf(id, step, || run_shell(command)),
+            Step::IrqStorm {
+                device,
+                rate,
+                duration_ms,
+            } => self.run_leaf(id, step, || {
+                self.irq_storm(id, device, *rate, Duration::from_millis(*duration_ms))
+            }),
+        }
+    }
+
+    /// Storm the device's interrupts and report what was raised and delivered.
+    fn irq_storm(&self, id: &str, device: &str, rate: u32, duration: Duration) -> Outcome {
+        let Some((vendor, device_id)) = modharness_protocol::storm_device_ids(device) else {
+            return Outcome::failure(format!("unknown storm device {device:?}"));
+        };
+        let Some(dir) = irq::find_pci_device(Path::new("/sys/bus/pci/devices"), vendor, device_id)
+        else {
+            return Outcome::failure(format!(
+                "no {device} PCI device ({vendor:04x}:{device_id:04x}) in the guest"
+            ));
+        };
+        let irqs = irq::device_irqs(&dir);
+        let before = irq::count_now(&irqs);
+        let started = Instant::now();
+        let raised = if device == "ivshmem" {
+            self.emit(&Event::HostStorm {
+                id: id.to_string(),
+                device: device.to_string(),
+                rate,
+                duration_ms: duration.as_millis() as u64,
+            });
+            std::thread::sleep(duration);
+            Ok(0)
+        } else {
+            irq::raise_edu(&dir, rate, duration)
+        };
+        // Interrupts raised at the very end may still be in flight.
+        std::thread::sleep(Duration::from_millis(20));
+        // The driver may have requested its vectors during the storm: count those too.
+        let irqs = irq::device_irqs(&dir);
+        let delivered = irq::count_now(&irqs).saturating_sub(before);
+        match raised {
+            Ok(raised) => {
+                self.emit(&Event::IrqStorm {
+                    id: id.to_string(),
+                    device: device.to_string(),
+                    raised,
+                    delivered,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+                Outcome::success()
+            }
+            Err(err) => Outcome::failure(format!("irq_storm {device}: {err}")),
         }
     }
 

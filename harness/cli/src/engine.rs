@@ -221,13 +221,63 @@ async fn choose_accel(opts: &RunOptions) -> Accel {
     }
 }
 
-/// Whether any step, at any depth, runs a shell command.
-fn has_shell_step(steps: &[Step]) -> bool {
-    steps.iter().any(|step| match step {
-        Step::Shell { .. } => true,
-        Step::Repeat { steps, .. } => has_shell_step(steps),
-        Step::Parallel { branches } => branches.iter().any(|b| has_shell_step(b)),
-        _ => false,
+/// Whether any step, at any depth, satisfies `wanted`.
+fn any_step(steps: &[Step], wanted: &impl Fn(&Step) -> bool) -> bool {
+    steps.iter().any(|step| {
+        wanted(step)
+            || match step {
+                Step::Repeat { steps, .. } => any_step(steps, wanted),
+                Step::Parallel { branches } => branches.iter().any(|b| any_step(b, wanted)),
+                _ => false,
+            }
+    })
+}
+
+/// Whether the plan storms `device`.
+fn storms(steps: &[Step], device: &str) -> bool {
+    any_step(
+        steps,
+        &|s| matches!(s, Step::IrqStorm { device: d, .. } if d == device),
+    )
+}
+
+/// The scenario's devices, plus those its storms need.
+fn vm_devices(scenario: &Scenario) -> Vec<String> {
+    let mut devices = scenario.vm.devices.clone();
+    if storms(&scenario.steps, "edu") && !devices.iter().any(|d| d == "edu") {
+        devices.push("edu".into());
+    }
+    devices
+}
+
+/// The kernel command line: the scenario's, plus `iomem=relaxed` for a guest-driven storm (the
+/// agent maps the BAR of a device whose driver holds it).
+fn guest_cmdline(scenario: &Scenario) -> String {
+    let mut extra = scenario.vm.cmdline.clone();
+    if storms(&scenario.steps, "edu") {
+        extra.push_str(" iomem=relaxed");
+    }
+    vm::argv::kernel_cmdline(&extra)
+}
+
+/// Totals over a scenario's storms, for the report.
+fn storm_totals(storms: &[(String, u64, u64, f64)]) -> Option<report::IrqResult> {
+    if storms.is_empty() {
+        return None;
+    }
+    let mut devices: Vec<&str> = storms.iter().map(|s| s.0.as_str()).collect();
+    devices.dedup();
+    let delivered: u64 = storms.iter().map(|s| s.2).sum();
+    let seconds: f64 = storms.iter().map(|s| s.3).sum();
+    Some(report::IrqResult {
+        device: devices.join("+"),
+        delivered,
+        per_second: if seconds > 0.0 {
+            delivered as f64 / seconds
+        } else {
+            0.0
+        },
+        raised: storms.iter().map(|s| s.1).sum(),
     })
 }
 
@@ -271,6 +321,8 @@ struct Observed {
     memory: Vec<(u32, i64)>,
     load_unload_ms: f64,
     unloads_ok: u32,
+    /// IRQ storms: (device, raised, delivered, seconds).
+    storms: Vec<(String, u64, u64, f64)>,
     interrupted: bool,
 }
 
@@ -297,6 +349,7 @@ impl ScenarioJob<'_> {
             error: None,
             failures: Vec::new(),
             steps: report::StepStats::default(),
+            irq: None,
         };
         match self
             .boot_and_watch(&self.opts.out_dir.join(&log_rel), progress, cancel)
@@ -346,7 +399,8 @@ impl ScenarioJob<'_> {
             .collect();
         let image = initramfs::build(&initramfs::Contents {
             agent: self.agent,
-            busybox: has_shell_step(&plan.steps).then_some(self.busybox),
+            busybox: any_step(&plan.steps, &|s| matches!(s, Step::Shell { .. }))
+                .then_some(self.busybox),
             plan_json: &plan_json,
             plan_path: PLAN_PATH,
             modules: &files,
@@ -362,10 +416,11 @@ impl ScenarioJob<'_> {
             .map_err(|e| Failure::infra(format!("{}: {e}", log_path.display())))?;
 
         let settings = &self.scenario.vm;
+        let devices = vm_devices(self.scenario);
         let config = VmConfig {
             qemu: self.opts.qemu.clone(),
             accel: self.accel,
-            machine: if settings.devices.is_empty() {
+            machine: if devices.is_empty() {
                 Machine::Microvm
             } else {
                 Machine::Pc
@@ -374,11 +429,11 @@ impl ScenarioJob<'_> {
             memory_mib: settings.memory_mib,
             kernel: self.kernel.boot_image.clone(),
             initrd,
-            cmdline: vm::argv::kernel_cmdline(&settings.cmdline),
+            cmdline: guest_cmdline(self.scenario),
             console_socket: work.path.join("console.sock"),
             control_socket: work.path.join("control.sock"),
             qmp_socket: work.path.join("qmp.sock"),
-            devices: settings.devices.clone(),
+            devices,
         };
         let mut machine = vm::launch(&config, START_TIMEOUT)
             .await
@@ -587,6 +642,7 @@ impl ScenarioJob<'_> {
         }
         result.findings = entries;
         result.steps = seen.steps;
+        result.irq = storm_totals(&seen.storms);
         result.status = if seen.interrupted {
             result.error = Some("interrupted".into());
             report::Status::Error
@@ -653,7 +709,14 @@ impl Observed {
                     self.memory.push((cycle, bytes));
                 }
             }
-            AgentEvent::Ready { .. } | AgentEvent::Done { .. } => {}
+            AgentEvent::IrqStorm {
+                device,
+                raised,
+                delivered,
+                seconds,
+                ..
+            } => self.storms.push((device, raised, delivered, seconds)),
+            AgentEvent::Ready { .. } | AgentEvent::Done { .. } | AgentEvent::HostStorm { .. } => {}
         }
     }
 }

@@ -46,6 +46,26 @@ pub enum Step {
     Parallel { branches: Vec<Vec<Step>> },
     /// Run a command with `/bin/sh -c`.
     Shell { command: String },
+    /// Raise interrupts on a device at `rate` per second for `duration_ms`, and count what the
+    /// guest received. `edu` is raised by the agent itself (guest-driven); `ivshmem` is raised
+    /// by the host, which the agent asks with [`Event::HostStorm`].
+    IrqStorm {
+        device: String,
+        rate: u32,
+        duration_ms: u64,
+    },
+}
+
+/// The devices an `irq_storm` step can use.
+pub const STORM_DEVICES: &[&str] = &["edu", "ivshmem"];
+
+/// The PCI vendor and device ids of a storm device.
+pub fn storm_device_ids(device: &str) -> Option<(u16, u16)> {
+    match device {
+        "edu" => Some((0x1234, 0x11e8)),
+        "ivshmem" => Some((0x1af4, 0x1110)),
+        _ => None,
+    }
 }
 
 impl Step {
@@ -58,6 +78,7 @@ impl Step {
             Step::Repeat { .. } => "repeat",
             Step::Parallel { .. } => "parallel",
             Step::Shell { .. } => "shell",
+            Step::IrqStorm { .. } => "irq_storm",
         }
     }
 }
@@ -94,6 +115,22 @@ pub enum Event {
         uptime_s: f64,
         /// `/proc/meminfo`, in bytes, by field name.
         meminfo: BTreeMap<String, u64>,
+    },
+    /// The agent asks the host to raise a host-side storm now; it counts what arrives.
+    HostStorm {
+        id: String,
+        device: String,
+        rate: u32,
+        duration_ms: u64,
+    },
+    /// An IRQ storm ended: what the agent raised (0 when the host raised it) and what
+    /// `/proc/interrupts` counted for the device meanwhile.
+    IrqStorm {
+        id: String,
+        device: String,
+        raised: u64,
+        delivered: u64,
+        seconds: f64,
     },
     /// The plan is finished.
     Done { ok: bool },

@@ -101,6 +101,23 @@ pub struct ScenarioResult {
     /// Step counts and throughput.
     #[serde(default)]
     pub steps: StepStats,
+    /// Interrupts an `irq_storm` delivered, as the guest counted them (absent without storms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irq: Option<IrqResult>,
+}
+
+/// What the IRQ storms of a scenario delivered, measured in the guest from `/proc/interrupts`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct IrqResult {
+    /// The storm device(s), e.g. `edu` or `ivshmem`.
+    pub device: String,
+    /// Interrupts the guest counted for the device during the storms.
+    pub delivered: u64,
+    /// `delivered` over the storms' total duration.
+    pub per_second: f64,
+    /// Raise requests the guest agent made (0 when the host raised the storm).
+    #[serde(default)]
+    pub raised: u64,
 }
 
 /// The verdict of a scenario. Serialized in lowercase: `passed`, `failed`, `error`.

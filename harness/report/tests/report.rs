@@ -47,6 +47,7 @@ fn scenario(name: &str, status: Status) -> ScenarioResult {
             failed: 0,
             load_unload_per_s: None,
         },
+        irq: None,
     }
 }
 

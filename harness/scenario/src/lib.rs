@@ -20,7 +20,15 @@ mod yaml;
 use locate::Segment;
 
 /// The step kinds this version runs, as written in a scenario file.
-pub const STEP_KINDS: &[&str] = &["load", "unload", "sleep", "repeat", "parallel", "shell"];
+pub const STEP_KINDS: &[&str] = &[
+    "load",
+    "unload",
+    "sleep",
+    "repeat",
+    "parallel",
+    "shell",
+    "irq_storm",
+];
 
 /// The finding kinds an expectation may name.
 pub const FINDING_KINDS: &[&str] = &[
@@ -397,7 +405,7 @@ fn collect_step_mentions<'s>(
                     collect_step_mentions(branch, &branch_path, mentions);
                 }
             }
-            Step::Sleep { .. } | Step::Shell { .. } => {}
+            Step::Sleep { .. } | Step::Shell { .. } | Step::IrqStorm { .. } => {}
         }
     }
 }

@@ -87,6 +87,20 @@ fn step_value(step: &Step) -> Value {
             Value::Sequence(branches.iter().map(|branch| steps_value(branch)).collect())
         }
         Step::Shell { command } => command.clone().into(),
+        Step::IrqStorm {
+            device,
+            rate,
+            duration_ms,
+        } => {
+            let mut args = Mapping::new();
+            args.insert("device".into(), device.as_str().into());
+            args.insert("rate".into(), (*rate).into());
+            args.insert(
+                "duration".into(),
+                duration_text(Duration::from_millis(*duration_ms)).into(),
+            );
+            Value::Mapping(args)
+        }
     };
     let mut mapping = Mapping::new();
     mapping.insert(step.op().into(), argument);

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::{normalize_module_name, Expect, VmSettings, FINDING_KINDS, STEP_KINDS};
 
 /// Step keys of the format that this version cannot run yet.
-const UNSUPPORTED_STEP_KINDS: &[&str] = &["irq_storm", "mass_probe"];
+const UNSUPPORTED_STEP_KINDS: &[&str] = &["mass_probe"];
 
 /// The longest module name the kernel accepts (`MODULE_NAME_LEN` - 1 on 64-bit).
 const MAX_MODULE_NAME_LEN: usize = 55;
@@ -374,6 +374,7 @@ enum StepKind {
     Repeat,
     Parallel,
     Shell,
+    IrqStorm,
 }
 
 impl StepKind {
@@ -385,6 +386,7 @@ impl StepKind {
             "repeat" => StepKind::Repeat,
             "parallel" => StepKind::Parallel,
             "shell" => StepKind::Shell,
+            "irq_storm" => StepKind::IrqStorm,
             _ if UNSUPPORTED_STEP_KINDS.contains(&text) => {
                 return Err(format!(
                     "`{text}` is not supported by this version of modharness; expected one of: {}",
@@ -408,6 +410,7 @@ impl StepKind {
             StepKind::Repeat => "repeat",
             StepKind::Parallel => "parallel",
             StepKind::Shell => "shell",
+            StepKind::IrqStorm => "irq_storm",
         }
     }
 }
@@ -471,6 +474,18 @@ impl<'de> Visitor<'de> for StepVisitor {
             StepKind::Shell => Step::Shell {
                 command: map.next_value::<ShellCommand>()?.0,
             },
+            StepKind::IrqStorm => {
+                let StormArgs {
+                    device,
+                    rate,
+                    duration,
+                } = map.next_value()?;
+                Step::IrqStorm {
+                    device: device.0,
+                    rate: rate.0,
+                    duration_ms: duration.0,
+                }
+            }
         };
         map.next_key_seed(SecondKey { first: kind })?;
         Ok(YamlStep(step))
@@ -694,6 +709,51 @@ impl<'de> Deserialize<'de> for ShellCommand {
             } else {
                 Ok(ShellCommand(text.to_owned()))
             }
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "`irq_storm` arguments: { device: edu, rate: 20000, duration: 2s }"
+)]
+struct StormArgs {
+    device: StormDevice,
+    rate: StormRate,
+    duration: SleepMillis,
+}
+
+struct StormDevice(String);
+
+impl<'de> Deserialize<'de> for StormDevice {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        parse_scalar(deserializer, "a storm device", |text| {
+            if modharness_protocol::STORM_DEVICES.contains(&text) {
+                Ok(StormDevice(text.to_owned()))
+            } else {
+                Err(format!(
+                    "unknown storm device `{text}`; expected one of: {}",
+                    modharness_protocol::STORM_DEVICES.join(", ")
+                ))
+            }
+        })
+    }
+}
+
+/// Interrupts per second.
+struct StormRate(u32);
+
+impl<'de> Deserialize<'de> for StormRate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        parse_scalar(deserializer, "a rate in interrupts per second", |text| {
+            text.parse::<u32>()
+                .ok()
+                .filter(|rate| (1..=1_000_000).contains(rate))
+                .map(StormRate)
+                .ok_or_else(|| {
+                    format!("invalid rate `{text}`; expected interrupts per second, 1 to 1000000")
+                })
         })
     }
 }

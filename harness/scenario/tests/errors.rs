@@ -22,7 +22,7 @@ macro_rules! rejects {
     };
 }
 
-const STEPS: &str = "load, unload, sleep, repeat, parallel, shell";
+const STEPS: &str = "load, unload, sleep, repeat, parallel, shell, irq_storm";
 
 // Top level.
 rejects!(
@@ -176,9 +176,14 @@ rejects!(
     &format!("scenarios/t.yaml:3:5: unknown step `lod`; expected one of: {STEPS}"),
 );
 rejects!(
-    irq_storm_is_reported_as_not_supported_yet,
-    "name: t\nsteps:\n  - irq_storm: { device: edu, rate: 20000, duration: 2s }\n",
-    &format!("scenarios/t.yaml:3:5: `irq_storm` is not supported by this version of modharness; expected one of: {STEPS}"),
+    an_irq_storm_on_an_unknown_device_lists_the_valid_ones,
+    "name: t\nsteps:\n  - irq_storm: { device: e1000, rate: 20000, duration: 2s }\n",
+    "scenarios/t.yaml:3:26: unknown storm device `e1000`; expected one of: edu, ivshmem",
+);
+rejects!(
+    an_irq_storm_rate_of_zero_is_rejected,
+    "name: t\nsteps:\n  - irq_storm: { device: edu, rate: 0, duration: 2s }\n",
+    "scenarios/t.yaml:3:37: invalid rate `0`; expected interrupts per second, 1 to 1000000",
 );
 rejects!(
     mass_probe_is_reported_as_not_supported_yet,

@@ -284,3 +284,20 @@ fn devices_come_from_a_fixed_list() {
     assert_eq!((err.line, err.column), (3, 18), "{err}");
     assert!(err.message.contains("unknown device"), "{err}");
 }
+
+#[test]
+fn an_irq_storm_step_reads_device_rate_and_duration() {
+    let text = "name: s\nsteps:\n  - irq_storm: { device: edu, rate: 20000, duration: 2s }\n";
+    let scenario = modharness_scenario::parse(text, std::path::Path::new("s.yaml")).unwrap();
+    assert_eq!(
+        scenario.steps,
+        [modharness_protocol::Step::IrqStorm {
+            device: "edu".into(),
+            rate: 20000,
+            duration_ms: 2000
+        }]
+    );
+    let again =
+        modharness_scenario::parse(&scenario.to_yaml(), std::path::Path::new("s.yaml")).unwrap();
+    assert_eq!(again.steps, scenario.steps);
+}
