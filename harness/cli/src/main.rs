@@ -67,6 +67,25 @@ enum Command {
     /// Fetch and list kernels in the cache.
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// Combine reports (e.g. CI shards or kernels run separately).
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Merge report.json files into one report.json, junit.xml and report.html.
+    #[command(
+        after_help = "Examples:\n  modharness report merge --out all shard1/report.json shard2/report.json"
+    )]
+    Merge {
+        /// Where the merged report goes.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The reports to merge.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -131,6 +150,7 @@ fn main() -> ExitCode {
         } => validate(&scenarios, &module_dirs),
         Command::List { what, module_dirs } => list(what, &module_dirs),
         Command::Images(command) => images(command),
+        Command::Report(ReportCommand::Merge { out, reports }) => merge_reports(&out, &reports),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -378,6 +398,28 @@ fn list(what: ListWhat, module_dirs: &[PathBuf]) -> Result<u8, Failure> {
             }
         }
     }
+    Ok(0)
+}
+
+fn merge_reports(out: &Path, inputs: &[PathBuf]) -> Result<u8, Failure> {
+    let mut reports = Vec::new();
+    for input in inputs {
+        let mut report = report::Report::load(input).map_err(Failure::usage)?;
+        // Console logs stay where they are: point at them from wherever the merge is written.
+        let dir = input.parent().unwrap_or(Path::new("."));
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        report.rebase_console_logs(&dir);
+        reports.push(report);
+    }
+    let merged = report::Report::merge(reports);
+    std::fs::create_dir_all(out)
+        .map_err(|e| Failure::usage(format!("--out {}: {e}", out.display())))?;
+    let written = merged
+        .write_json(out)
+        .and_then(|()| merged.write_junit(out))
+        .and_then(|()| merged.write_html(out));
+    written.map_err(|e| Failure::infra(format!("{}: {e}", out.display())))?;
+    println!("{}", merged.summary());
     Ok(0)
 }
 

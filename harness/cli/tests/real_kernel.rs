@@ -198,3 +198,30 @@ fn a_malformed_scenario_exits_2_naming_its_line_and_writes_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
+
+#[test]
+fn an_edu_irq_storm_is_delivered_and_counted_while_modules_cycle() {
+    let dir = scratch("storm");
+    let scenario = dir.path().join("storm.yaml");
+    std::fs::write(
+        &scenario,
+        "name: storm\nsteps:\n  - load: { module: race_irq_fixed, params: { storm_hz: 0 } }\n  - parallel:\n      - [ { irq_storm: { device: edu, rate: 20000, duration: 1s } } ]\n      - [ { repeat: { times: 3, steps: [ { load: mh_trivial }, { unload: mh_trivial } ] } } ]\n  - unload: race_irq_fixed\n",
+    )
+    .unwrap();
+    let out = modharness()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--accel=tcg", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = report(&dir.path().join("out"));
+    let irq = &scenarios(&report)[0]["irq"];
+    assert_eq!(irq["device"], "edu", "{report}");
+    assert!(
+        irq["delivered"].as_u64().unwrap() > 1000,
+        "interrupts reached the driver: {irq}"
+    );
+    assert!(irq["per_second"].as_f64().unwrap() > 0.0);
+}
