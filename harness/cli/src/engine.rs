@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::StreamExt;
 use modharness_images::{initramfs, kernel, kernel::Kernel};
 use modharness_protocol::{Event as AgentEvent, Plan, Step, PLAN_PATH};
 use modharness_report as report;
@@ -50,6 +51,8 @@ pub struct RunOptions {
     /// Where report.json, junit.xml and logs/ go.
     pub out_dir: PathBuf,
     pub accel: AccelChoice,
+    /// Scenarios run at once (each in its own VM).
+    pub jobs: usize,
     /// The project directory holding `guest-modules/`.
     pub home: PathBuf,
     pub cache_root: PathBuf,
@@ -97,7 +100,7 @@ pub fn load_scenarios(files: &[PathBuf]) -> Result<Vec<(Scenario, String)>> {
 pub async fn run(
     opts: &RunOptions,
     progress: mpsc::UnboundedSender<Progress>,
-    mut cancel: watch::Receiver<bool>,
+    cancel: watch::Receiver<bool>,
 ) -> Result<report::Report> {
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -162,30 +165,44 @@ pub async fn run(
                 .await
                 .map_err(|e| Failure::infra(e))??
         };
-        for (parsed, _) in &scenarios {
-            if *cancel.borrow() {
-                out.runs.push(run);
-                break 'kernels;
+        // Scenarios run `jobs` at a time; results keep the scenarios' order.
+        let (resolved, agent, busybox) = (&resolved, agent.as_path(), busybox.as_path());
+        let runs = scenarios.iter().map(|(parsed, _)| {
+            let mut cancel = cancel.clone();
+            let progress = progress.clone();
+            async move {
+                if *cancel.borrow() {
+                    return None;
+                }
+                let _ = progress.send(Progress::ScenarioStarted {
+                    kernel: kernel.spec.clone(),
+                    scenario: parsed.name.clone(),
+                });
+                let job = ScenarioJob {
+                    scenario: parsed,
+                    kernel,
+                    resolved,
+                    accel,
+                    opts,
+                    agent,
+                    busybox,
+                };
+                let result = job.run(&progress, &mut cancel).await;
+                let _ = progress.send(Progress::ScenarioFinished {
+                    kernel: kernel.spec.clone(),
+                    result: result.clone(),
+                });
+                Some(result)
             }
-            let _ = progress.send(Progress::ScenarioStarted {
-                kernel: kernel.spec.clone(),
-                scenario: parsed.name.clone(),
-            });
-            let job = ScenarioJob {
-                scenario: parsed,
-                kernel,
-                resolved: &resolved,
-                accel,
-                opts,
-                agent: &agent,
-                busybox: &busybox,
-            };
-            let result = job.run(&progress, &mut cancel).await;
-            let _ = progress.send(Progress::ScenarioFinished {
-                kernel: kernel.spec.clone(),
-                result: result.clone(),
-            });
-            run.scenarios.push(result);
+        });
+        let results: Vec<_> = futures::stream::iter(runs)
+            .buffered(opts.jobs.max(1))
+            .collect()
+            .await;
+        run.scenarios.extend(results.into_iter().flatten());
+        if *cancel.borrow() {
+            out.runs.push(run);
+            break 'kernels;
         }
         out.runs.push(run);
     }

@@ -124,6 +124,9 @@ struct RunArgs {
     /// Accelerator: auto probes KVM with a timeout and falls back to TCG.
     #[arg(long, value_enum, default_value = "auto")]
     accel: AccelArg,
+    /// Scenarios to run at once, each in its own VM (each VM takes its `cpus` host threads).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -228,6 +231,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
             AccelArg::Kvm => AccelChoice::Kvm,
             AccelArg::Tcg => AccelChoice::Tcg,
         },
+        jobs: usize::from(args.jobs),
         home,
         cache_root: cache::default_root(),
         qemu: home::qemu_binary(),

@@ -56,10 +56,8 @@ pub fn get_or_make(entry: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Resu
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("entry");
+    sweep_leftovers(entry, name);
     let tmp = entry.with_file_name(format!(".tmp-{name}-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(Error::io(&tmp))?;
-    }
     fs::create_dir_all(&tmp).map_err(Error::io(&tmp))?;
     match make(&tmp) {
         Ok(()) => {
@@ -69,6 +67,21 @@ pub fn get_or_make(entry: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Resu
         Err(e) => {
             let _ = fs::remove_dir_all(&tmp);
             Err(e)
+        }
+    }
+}
+
+/// Remove temporary directories that interrupted makers of `entry` left behind. Only called under
+/// the entry's lock, so none of them is still being written.
+fn sweep_leftovers(entry: &Path, name: &str) {
+    let prefix = format!(".tmp-{name}-");
+    let Some(parent) = entry.parent() else { return };
+    let Ok(siblings) = fs::read_dir(parent) else {
+        return;
+    };
+    for sibling in siblings.filter_map(|s| s.ok()) {
+        if sibling.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_dir_all(sibling.path());
         }
     }
 }
@@ -93,6 +106,18 @@ mod tests {
             .filter(|e| e.path().is_dir())
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn an_interrupted_makers_leftovers_are_swept_by_the_next_maker() {
+        let dir = tempfile::tempdir().unwrap();
+        let leftover = dir.path().join(".tmp-k-99999");
+        fs::create_dir_all(leftover.join("half")).unwrap();
+        get_or_make(&dir.path().join("k"), |tmp| {
+            Ok(fs::write(tmp.join("f"), b"1").unwrap())
+        })
+        .unwrap();
+        assert!(!leftover.exists());
     }
 
     #[test]
