@@ -225,3 +225,21 @@ fn an_edu_irq_storm_is_delivered_and_counted_while_modules_cycle() {
     );
     assert!(irq["per_second"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn a_module_that_leaks_on_every_load_is_a_leak_of_its_size() {
+    let dir = scratch("leak");
+    let out = modharness()
+        .args(["run", "leak", "--accel=tcg", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = report(dir.path());
+    let scenario = &scenarios(&report)[0];
+    assert_eq!(scenario["memory"]["verdict"], "leak", "{scenario}");
+    // mh_leaky keeps 64 KiB of kmalloc and 256 KiB of vmalloc per load.
+    let per_cycle = scenario["memory"]["leak_bytes_per_cycle"].as_i64().unwrap();
+    assert!((300_000..=360_000).contains(&per_cycle), "{per_cycle} bytes per cycle");
+    assert_eq!(scenario["findings"][0]["module"], "mh_leaky");
+}
