@@ -769,6 +769,43 @@ impl Drop for WorkDir {
 mod tests {
     use super::*;
 
+    /// Every kind the triage can report must be one a scenario may expect.
+    #[test]
+    fn scenarios_can_expect_every_kind_the_triage_reports() {
+        use modharness_triage::Kind::{self, *};
+        // The match fails to compile when the triage grows a kind, pointing here.
+        let listed = |kind: Kind| match kind {
+            Oops | Panic | Warning | Kasan | Ubsan | Kfence | Kcsan | Lockdep | HungTask
+            | SoftLockup | HardLockup | RcuStall | WorkqueueLockup | Kmemleak | BadPage | Bug
+            | NetdevRefLeak => kind,
+        };
+        for kind in [
+            Oops,
+            Panic,
+            Warning,
+            Kasan,
+            Ubsan,
+            Kfence,
+            Kcsan,
+            Lockdep,
+            HungTask,
+            SoftLockup,
+            HardLockup,
+            RcuStall,
+            WorkqueueLockup,
+            Kmemleak,
+            BadPage,
+            Bug,
+            NetdevRefLeak,
+        ] {
+            let name = listed(kind).as_str();
+            assert!(scenario::FINDING_KINDS.contains(&name), "{name}");
+        }
+        for own in ["leak", "hang", "vm_crash"] {
+            assert!(scenario::FINDING_KINDS.contains(&own), "{own}");
+        }
+    }
+
     #[test]
     fn unsafe_release_strings_cannot_leave_the_logs_directory() {
         assert_eq!(safe_component("../../etc"), ".._.._etc");

@@ -350,7 +350,7 @@ rejects!(
 rejects!(
     an_unknown_finding_kind_lists_the_valid_ones,
     "name: t\nsteps: [ {load: a} ]\nexpect:\n  findings:\n    - kind: opps\n",
-    "scenarios/t.yaml:5:13: unknown finding kind `opps`; expected one of: oops, panic, warning, kasan, ubsan, kfence, lockdep, hung_task, soft_lockup, hard_lockup, rcu_stall, kmemleak, bad_page, leak, hang, vm_crash",
+    "scenarios/t.yaml:5:13: unknown finding kind `opps`; expected one of: oops, panic, warning, kasan, ubsan, kfence, kcsan, lockdep, hung_task, soft_lockup, hard_lockup, rcu_stall, workqueue_lockup, kmemleak, bad_page, bug, netdev_ref_leak, leak, hang, vm_crash",
 );
 rejects!(
     an_expected_finding_without_kind_is_rejected,
