@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::text::replace_undisplayable;
-use crate::{FindingEntry, Report, ScenarioResult, Status};
+use crate::{Bug, FindingEntry, Report, ScenarioResult, Status};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;width:100%;margin-bottom:2em}\
@@ -44,6 +44,7 @@ pub(crate) fn render(report: &Report) -> String {
         escape(&report.host.accel),
         escape(&report.totals().to_string()),
     );
+    bugs_table(&mut page, &report.bugs);
     for run in &report.runs {
         let _ = write!(
             page,
@@ -138,6 +139,50 @@ fn findings_list(page: &mut String, findings: &[FindingEntry]) {
         page.push_str("</li>");
     }
     page.push_str("</ul>");
+}
+
+/// The distinct bugs, unexpected ones first, with where each was found.
+fn bugs_table(page: &mut String, bugs: &[Bug]) {
+    if bugs.is_empty() {
+        return;
+    }
+    let unexpected = bugs.iter().filter(|bug| !bug.expected).count();
+    let _ = write!(
+        page,
+        "<h2>{} distinct bug{} ({unexpected} unexpected)</h2>\n<table>\n<thead><tr>\
+         <th>Bug</th><th>Expected</th><th>Found in</th></tr></thead>\n<tbody>\n",
+        bugs.len(),
+        if bugs.len() == 1 { "" } else { "s" },
+    );
+    let mut ordered: Vec<&Bug> = bugs.iter().collect();
+    ordered.sort_by_key(|bug| bug.expected);
+    for bug in ordered {
+        let _ = write!(
+            page,
+            "<tr><td><code>{}</code> {}",
+            escape(&bug.kind),
+            escape(&bug.title)
+        );
+        if let Some(module) = &bug.module {
+            let _ = write!(page, " (module <code>{}</code>)", escape(module));
+        }
+        let (class, word) = match bug.expected {
+            true => ("passed", "expected"),
+            false => ("failed", "UNEXPECTED"),
+        };
+        let _ = write!(page, "</td><td class=\"{class}\">{word}</td><td><ul>");
+        for occurrence in &bug.occurrences {
+            let _ = write!(
+                page,
+                "<li>{} on {} ({})</li>",
+                escape(&occurrence.scenario),
+                escape(&occurrence.kernel),
+                escape(&occurrence.release)
+            );
+        }
+        page.push_str("</ul></td></tr>\n");
+    }
+    page.push_str("</tbody>\n</table>\n");
 }
 
 /// Only plain paths become links: anything with a scheme (`javascript:`, `http:`) or that

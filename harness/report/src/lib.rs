@@ -5,6 +5,7 @@
 //! dashboard) never sees half a file.
 
 mod atomic;
+mod bugs;
 mod html;
 mod junit;
 mod merge;
@@ -43,6 +44,37 @@ pub struct Report {
     pub host: Host,
     /// One entry per kernel.
     pub runs: Vec<Run>,
+    /// The distinct bugs of all runs: findings with the same title are the same bug, whatever
+    /// the scenario or kernel. Filled by [`Report::collect_bugs`].
+    #[serde(default)]
+    pub bugs: Vec<Bug>,
+}
+
+/// One distinct bug: every finding of a run that has its title.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Bug {
+    /// The kind of its first finding.
+    pub kind: String,
+    /// The title all its findings share.
+    pub title: String,
+    /// The first module a finding with this title was attributed to.
+    #[serde(default)]
+    pub module: Option<String>,
+    /// Every finding with this title was expected by its scenario.
+    pub expected: bool,
+    /// Where it was found, in report order; a scenario that found it twice counts once.
+    pub occurrences: Vec<Occurrence>,
+}
+
+/// A scenario on a kernel where a bug was found.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Occurrence {
+    /// The kernel spec, e.g. `debian:6.1.0-54-amd64`.
+    pub kernel: String,
+    /// The kernel release (`uname -r`).
+    pub release: String,
+    /// The scenario's name.
+    pub scenario: String,
 }
 
 /// The host side of a run.
@@ -278,7 +310,14 @@ impl Report {
             duration_s: 0.0,
             host,
             runs: Vec::new(),
+            bugs: Vec::new(),
         }
+    }
+
+    /// Recomputes [`Report::bugs`] from every scenario's findings: grouped by title, in the
+    /// order titles first appear. Call it once the runs are complete, before writing.
+    pub fn collect_bugs(&mut self) {
+        self.bugs = bugs::collect(&self.runs);
     }
 
     /// Counts the scenarios of every run by status.
@@ -368,6 +407,7 @@ impl Report {
     ///   **maximum** duration is used instead.
     /// - `host` fields are kept when all reports agree, otherwise the distinct values are
     ///   joined with `", "`.
+    /// - `bugs` are recomputed over the merged runs.
     /// - Merging no reports gives an empty report with an empty `started_at`.
     pub fn merge(reports: Vec<Report>) -> Report {
         merge::merge(reports)

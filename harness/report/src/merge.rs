@@ -32,13 +32,16 @@ pub(crate) fn merge(reports: Vec<Report>) -> Report {
             None => runs.push(run),
         }
     }
-    Report {
+    let mut merged = Report {
         schema: SCHEMA_VERSION,
         started_at,
         duration_s,
         host,
         runs,
-    }
+        bugs: Vec::new(),
+    };
+    merged.collect_bugs();
+    merged
 }
 
 /// The `started_at` text of the earliest report: compared as instants when every one parses,

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::text::{replace_undisplayable, truncate_chars};
-use crate::{Report, ScenarioResult, Status};
+use crate::{Bug, Report, ScenarioResult, Status};
 
 /// The table never gets wider than this.
 pub(crate) const SUMMARY_WIDTH: usize = 100;
@@ -15,6 +15,8 @@ const STATUS_WIDTH: usize = 6;
 const TIME_WIDTH: usize = 8;
 const FINDINGS_WIDTH: usize = 8;
 const GAP: &str = "  ";
+/// Bugs listed by name; the rest are only counted.
+const BUGS_LISTED: usize = 10;
 
 /// One row per (kernel, scenario), then the totals line.
 pub(crate) fn render(report: &Report) -> String {
@@ -74,8 +76,56 @@ pub(crate) fn render(report: &Report) -> String {
             );
         }
     }
+    bugs_section(&mut out, &report.bugs);
     let _ = writeln!(out, "{}", report.totals());
     out
+}
+
+/// `N distinct bugs (M unexpected):` and a line per bug, unexpected ones first.
+fn bugs_section(out: &mut String, bugs: &[Bug]) {
+    if bugs.is_empty() {
+        return;
+    }
+    let unexpected = bugs.iter().filter(|bug| !bug.expected).count();
+    let _ = writeln!(
+        out,
+        "{} distinct bug{} ({unexpected} unexpected):",
+        bugs.len(),
+        if bugs.len() == 1 { "" } else { "s" },
+    );
+    let mut ordered: Vec<&Bug> = bugs.iter().collect();
+    ordered.sort_by_key(|bug| bug.expected);
+    for bug in ordered.iter().take(BUGS_LISTED) {
+        let mut text = format!(
+            "{} {}",
+            if bug.expected {
+                "expected  "
+            } else {
+                "UNEXPECTED"
+            },
+            bug.title
+        );
+        if let Some(module) = &bug.module {
+            let _ = write!(text, " (module {module})");
+        }
+        let mut kernels: Vec<&str> = bug.occurrences.iter().map(|o| o.kernel.as_str()).collect();
+        kernels.sort_unstable();
+        kernels.dedup();
+        let _ = write!(
+            text,
+            ": {} scenario run{} on {} kernel{}",
+            bug.occurrences.len(),
+            if bug.occurrences.len() == 1 { "" } else { "s" },
+            kernels.len(),
+            if kernels.len() == 1 { "" } else { "s" },
+        );
+        out.push_str("  ");
+        out.push_str(cell(&text, SUMMARY_WIDTH - 2).trim_end());
+        out.push('\n');
+    }
+    if bugs.len() > BUGS_LISTED {
+        let _ = writeln!(out, "  … and {} more", bugs.len() - BUGS_LISTED);
+    }
 }
 
 fn push_line(out: &mut String, cells: [String; 6]) {

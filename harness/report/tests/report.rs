@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use modharness_report::{
-    write_atomic, FindingEntry, Host, KernelInfo, MemoryResult, Report, ReportError, Run,
+    write_atomic, Bug, FindingEntry, Host, KernelInfo, MemoryResult, Report, ReportError, Run,
     ScenarioResult, Status, StepStats,
 };
 
@@ -103,6 +103,7 @@ fn sample_report() -> Report {
             kernel: kernel("debian:6.1.0-54-amd64", "6.1.0-54-amd64"),
             scenarios: vec![passed, failed, error],
         }],
+        bugs: Vec::new(),
     }
 }
 
@@ -430,6 +431,7 @@ fn shard(started_at: &str, duration_s: f64, runs: Vec<Run>) -> Report {
             accel: "tcg".to_owned(),
         },
         runs,
+        bugs: Vec::new(),
     }
 }
 
@@ -585,4 +587,256 @@ fn html_escapes_guest_text_and_links_only_plain_paths() {
         !page.contains("http://") && !page.contains("https://"),
         "no external assets"
     );
+}
+
+fn finding(kind: &str, title: &str, module: Option<&str>, expected: bool) -> FindingEntry {
+    FindingEntry {
+        kind: kind.to_owned(),
+        title: title.to_owned(),
+        module: module.map(str::to_owned),
+        expected,
+        time_s: None,
+        panicked: false,
+        corrupted: false,
+    }
+}
+
+/// Two kernels; the timer oops on both (expected in one scenario, not in the other), a WARNING
+/// twice in one scenario, a leak once.
+fn report_with_repeated_bugs() -> Report {
+    const OOPS: &str = "BUG: unable to handle page fault in __run_timers";
+    let mut timer = scenario("timer-race", Status::Passed);
+    timer
+        .findings
+        .push(finding("oops", OOPS, Some("race_timer"), true));
+    let mut work = scenario("work-race", Status::Failed);
+    work.findings
+        .push(finding("warning", "WARNING in race_work_exit", None, false));
+    work.findings.push(finding(
+        "warning",
+        "WARNING in race_work_exit",
+        Some("race_work"),
+        false,
+    ));
+    work.findings
+        .push(finding("oops", OOPS, Some("race_timer"), false));
+    let mut leak = scenario("leak", Status::Failed);
+    leak.findings.push(finding(
+        "leak",
+        "memory leak of 8 KiB per cycle",
+        Some("mh_leaky"),
+        false,
+    ));
+    let mut timer_612 = scenario("timer-race", Status::Passed);
+    timer_612
+        .findings
+        .push(finding("oops", OOPS, Some("race_timer"), true));
+    shard(
+        "2025-11-25T12:00:00Z",
+        10.0,
+        vec![
+            Run {
+                kernel: kernel("debian:6.1.0-54-amd64", "6.1.0-54-amd64"),
+                scenarios: vec![timer, work, leak],
+            },
+            Run {
+                kernel: kernel("debian:latest", "6.12.117+deb12-amd64"),
+                scenarios: vec![timer_612],
+            },
+        ],
+    )
+}
+
+fn bug_titles(bugs: &[Bug]) -> Vec<&str> {
+    bugs.iter().map(|bug| bug.title.as_str()).collect()
+}
+
+#[test]
+fn bugs_group_findings_by_title_across_scenarios_and_kernels_in_first_seen_order() {
+    let mut report = report_with_repeated_bugs();
+    report.collect_bugs();
+    assert_eq!(
+        bug_titles(&report.bugs),
+        [
+            "BUG: unable to handle page fault in __run_timers",
+            "WARNING in race_work_exit",
+            "memory leak of 8 KiB per cycle",
+        ]
+    );
+    let oops = &report.bugs[0];
+    assert_eq!(oops.kind, "oops");
+    assert!(!oops.expected, "one occurrence was unexpected");
+    let places: Vec<(&str, &str, &str)> = oops
+        .occurrences
+        .iter()
+        .map(|o| (o.kernel.as_str(), o.release.as_str(), o.scenario.as_str()))
+        .collect();
+    assert_eq!(
+        places,
+        [
+            ("debian:6.1.0-54-amd64", "6.1.0-54-amd64", "timer-race"),
+            ("debian:6.1.0-54-amd64", "6.1.0-54-amd64", "work-race"),
+            ("debian:latest", "6.12.117+deb12-amd64", "timer-race"),
+        ]
+    );
+    let warning = &report.bugs[1];
+    assert_eq!(warning.occurrences.len(), 1, "one scenario counts once");
+    assert_eq!(
+        warning.module.as_deref(),
+        Some("race_work"),
+        "the first module a finding names"
+    );
+}
+
+#[test]
+fn a_bug_is_expected_only_when_every_occurrence_was() {
+    let mut report = report_with_repeated_bugs();
+    for run in &mut report.runs {
+        for scenario in &mut run.scenarios {
+            if scenario.name == "work-race" {
+                scenario.findings.retain(|f| f.kind != "oops");
+            }
+        }
+    }
+    report.collect_bugs();
+    assert!(report.bugs[0].expected);
+    assert_eq!(report.bugs[0].occurrences.len(), 2);
+    assert!(!report.bugs[1].expected);
+}
+
+#[test]
+fn bugs_round_trip_and_old_reports_without_them_load_with_none() {
+    let dir = scratch_dir("bugs-json");
+    let mut report = report_with_repeated_bugs();
+    report.collect_bugs();
+    report.write_json(&dir).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["schema"], 1);
+    assert_eq!(
+        object_keys(&json["bugs"][0]),
+        ["expected", "kind", "module", "occurrences", "title"]
+    );
+    assert_eq!(
+        object_keys(&json["bugs"][0]["occurrences"][0]),
+        ["kernel", "release", "scenario"]
+    );
+    assert_eq!(Report::load(&dir.join("report.json")).unwrap(), report);
+
+    let mut old = json.clone();
+    old.as_object_mut().unwrap().remove("bugs");
+    fs::write(dir.join("report.json"), old.to_string()).unwrap();
+    assert!(Report::load(&dir.join("report.json"))
+        .unwrap()
+        .bugs
+        .is_empty());
+}
+
+#[test]
+fn merge_recomputes_bugs_over_all_shards() {
+    let mut first = report_with_repeated_bugs();
+    first.collect_bugs();
+    let mut second = shard(
+        "2025-11-25T12:00:05Z",
+        10.0,
+        vec![Run {
+            kernel: kernel("debian:6.1.0-54-amd64", "6.1.0-54-amd64"),
+            scenarios: vec![{
+                let mut selfput = scenario("selfput-race", Status::Failed);
+                selfput.findings.push(finding(
+                    "oops",
+                    "BUG: unable to handle page fault in __run_timers",
+                    None,
+                    false,
+                ));
+                selfput
+                    .findings
+                    .push(finding("warning", "WARNING in module_put", None, false));
+                selfput
+            }],
+        }],
+    );
+    second.bugs = vec![]; // never collected: merge must not rely on the inputs' bugs
+    let merged = Report::merge(vec![first, second]);
+    assert_eq!(
+        bug_titles(&merged.bugs),
+        [
+            "BUG: unable to handle page fault in __run_timers",
+            "WARNING in race_work_exit",
+            "memory leak of 8 KiB per cycle",
+            "WARNING in module_put",
+        ]
+    );
+    let scenarios: Vec<&str> = merged.bugs[0]
+        .occurrences
+        .iter()
+        .map(|o| o.scenario.as_str())
+        .collect();
+    // Runs of the same kernel are joined, so 6.1's scenarios come before 6.12's.
+    assert_eq!(
+        scenarios,
+        ["timer-race", "work-race", "selfput-race", "timer-race"]
+    );
+}
+
+#[test]
+fn summary_counts_distinct_bugs_and_lists_unexpected_ones_first() {
+    let mut report = report_with_repeated_bugs();
+    report.runs[0].scenarios[0].findings[0].title = "WARNING in timer_ok".to_owned();
+    report.collect_bugs();
+    let summary = report.summary();
+    let lines: Vec<&str> = summary.lines().collect();
+    let header = lines
+        .iter()
+        .position(|line| line.starts_with("4 distinct bugs (3 unexpected):"))
+        .unwrap_or_else(|| panic!("no bugs section: {summary}"));
+    let listed = &lines[header + 1..header + 5];
+    assert_eq!(
+        listed,
+        [
+            "  UNEXPECTED WARNING in race_work_exit (module race_work): 1 scenario run on 1 kernel",
+            "  UNEXPECTED BUG: unable to handle page fault in __run_timers (module race_timer): 2 \
+             scenario runs …",
+            "  UNEXPECTED memory leak of 8 KiB per cycle (module mh_leaky): 1 scenario run on 1 kernel",
+            "  expected   WARNING in timer_ok (module race_timer): 1 scenario run on 1 kernel",
+        ],
+        "{summary}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"4 scenarios: 2 passed, 2 failed, 0 errors")
+    );
+    for line in &lines {
+        assert!(line.chars().count() <= 100, "too wide: {line:?}");
+    }
+}
+
+#[test]
+fn summary_without_findings_has_no_bugs_section() {
+    let mut report = shard(
+        "2025-11-25T12:00:00Z",
+        1.0,
+        vec![run_of("debian:latest", &["a"])],
+    );
+    report.collect_bugs();
+    assert!(!report.summary().contains("distinct bug"));
+}
+
+#[test]
+fn html_lists_bugs_with_where_they_were_found_and_escapes_titles() {
+    let dir = scratch_dir("html-bugs");
+    let mut report = report_with_repeated_bugs();
+    report.runs[0].scenarios[2].findings[0].title = "<b>leak</b>".to_owned();
+    report.collect_bugs();
+    report.write_html(&dir).unwrap();
+    let page = fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(
+        page.contains("<h2>3 distinct bugs (3 unexpected)</h2>"),
+        "{page}"
+    );
+    assert!(page.contains("<li>timer-race on debian:latest (6.12.117+deb12-amd64)</li>"));
+    assert!(page.contains("&lt;b&gt;leak&lt;/b&gt;") && !page.contains("<b>leak"));
+    let bugs_at = page.find("distinct bugs").unwrap();
+    let first_run_at = page.find("<h2>debian:6.1.0-54-amd64").unwrap();
+    assert!(bugs_at < first_run_at, "bugs come before the runs");
 }
