@@ -6,6 +6,7 @@
 //! through it. [`probe_accel`] finds out, with a bounded timeout, whether KVM really runs guests.
 
 pub mod argv;
+pub mod ivshmem;
 mod launch;
 mod probe;
 
