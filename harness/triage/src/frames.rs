@@ -17,12 +17,25 @@ pub(crate) struct Frame {
     pub(crate) addr: Option<u64>,
     /// Not marked `?` by the unwinder.
     pub(crate) reliable: bool,
+    /// The symbol exactly as printed, for symbolization.
+    pub(crate) printed: Option<PrintedSymbol>,
+}
+
+/// `func+0xOFFSET/0xSIZE` as the kernel printed it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct PrintedSymbol {
+    /// The symbol name, compiler suffixes kept (`foo.cold` is its own symbol).
+    pub(crate) name: String,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+    /// A stack entry (where a call returns to) rather than a `RIP:` (the instruction running).
+    pub(crate) return_address: bool,
 }
 
 /// `func+0x1a2/0x2c0 [mod]` (the tag may carry a build id), anywhere in a line.
 static SYMBOL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"([A-Za-z_$][\w.$]*)\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+(?:\s+\[([\w-]+)(?:\s+[0-9a-f]+)?\])?",
+        r"(?<func>[A-Za-z_$][\w.$]*)\+0x(?<offset>[0-9a-fA-F]+)/0x(?<size>[0-9a-fA-F]+)(?:\s+\[(?<module>[\w-]+)(?:\s+[0-9a-f]+)?\])?",
     )
     .expect("valid regex")
 });
@@ -31,9 +44,9 @@ static SYMBOL: LazyLock<Regex> = LazyLock::new(|| {
 /// bare address.
 static FRAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"^\s*(?:\[<[0-9a-fA-F]+>\]\s*)?(\?\s+)?",
-        r"(?:([A-Za-z_$][\w.$]*)\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+(?:\s+\[([\w-]+)(?:\s+[0-9a-f]+)?\])?",
-        r"|0x([0-9a-fA-F]{1,16}))(?:\s|$)"
+        r"^\s*(?:\[<[0-9a-fA-F]+>\]\s*)?(?<unreliable>\?\s+)?",
+        r"(?:(?<func>[A-Za-z_$][\w.$]*)\+0x(?<offset>[0-9a-fA-F]+)/0x(?<size>[0-9a-fA-F]+)(?:\s+\[(?<module>[\w-]+)(?:\s+[0-9a-f]+)?\])?",
+        r"|0x(?<addr>[0-9a-fA-F]{1,16}))(?:\s|$)"
     ))
     .expect("valid regex")
 });
@@ -47,13 +60,26 @@ pub(crate) fn base_name(func: &str) -> &str {
     func.split('.').next().unwrap_or(func)
 }
 
-fn symbol_frame(func: &str, module: Option<&str>, reliable: bool) -> Frame {
-    Frame {
+/// A frame from the captures of [`SYMBOL`], [`FRAME`] or a bare `%ps` symbol.
+fn symbol_frame(caps: &regex::Captures, reliable: bool, return_address: bool) -> Option<Frame> {
+    let func = caps.name("func")?.as_str();
+    let hex = |group: &str| u64::from_str_radix(caps.name(group)?.as_str(), 16).ok();
+    let printed = match (hex("offset"), hex("size")) {
+        (Some(offset), Some(size)) => Some(PrintedSymbol {
+            name: func.to_string(),
+            offset,
+            size,
+            return_address,
+        }),
+        _ => None,
+    };
+    Some(Frame {
         func: Some(base_name(func).to_string()),
-        module: module.map(str::to_string),
+        module: caps.name("module").map(|m| m.as_str().to_string()),
         addr: None,
         reliable,
-    }
+        printed,
+    })
 }
 
 /// Parses a stack-trace line (message part, leading space kept).
@@ -62,20 +88,17 @@ pub(crate) fn parse_frame(msg: &str) -> Option<Frame> {
         return None;
     }
     let caps = FRAME.captures(msg)?;
-    let reliable = caps.get(1).is_none();
-    if let Some(func) = caps.get(2) {
-        return Some(symbol_frame(
-            func.as_str(),
-            caps.get(3).map(|m| m.as_str()),
-            reliable,
-        ));
+    let reliable = caps.name("unreliable").is_none();
+    if caps.name("func").is_some() {
+        return symbol_frame(&caps, reliable, true);
     }
-    let addr = u64::from_str_radix(caps.get(4)?.as_str(), 16).ok()?;
+    let addr = u64::from_str_radix(caps.name("addr")?.as_str(), 16).ok()?;
     Some(Frame {
         func: None,
         module: None,
         addr: Some(addr),
         reliable,
+        printed: None,
     })
 }
 
@@ -100,31 +123,22 @@ pub(crate) fn parse_rip(msg: &str) -> Option<Frame> {
         module: None,
         addr: Some(addr),
         reliable: true,
+        printed: None,
     })
 }
 
 /// The first `func+0x…/0x… [mod]` symbol in a line.
 pub(crate) fn find_symbol(text: &str) -> Option<Frame> {
-    let caps = SYMBOL.captures(text)?;
-    Some(symbol_frame(
-        &caps[1],
-        caps.get(2).map(|m| m.as_str()),
-        true,
-    ))
+    symbol_frame(&SYMBOL.captures(text)?, true, false)
 }
 
 /// A symbol printed without offset (`%ps`), e.g. `foo_work_fn [foo]`, at the start of `text`.
 pub(crate) fn parse_bare_symbol(text: &str) -> Option<Frame> {
     static BARE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^([A-Za-z_$][\w.$]*)(?:\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+)?(?:\s+\[([\w-]+)(?:\s+[0-9a-f]+)?\])?")
+        Regex::new(r"^(?<func>[A-Za-z_$][\w.$]*)(?:\+0x(?<offset>[0-9a-fA-F]+)/0x(?<size>[0-9a-fA-F]+))?(?:\s+\[(?<module>[\w-]+)(?:\s+[0-9a-f]+)?\])?")
             .expect("valid regex")
     });
-    let caps = BARE.captures(text.trim_start())?;
-    Some(symbol_frame(
-        &caps[1],
-        caps.get(2).map(|m| m.as_str()),
-        true,
-    ))
+    symbol_frame(&BARE.captures(text.trim_start())?, true, false)
 }
 
 /// Is this an address inside x86_64's module mapping area (`0xffffffffc0000000` up to
@@ -298,6 +312,21 @@ mod tests {
 
         let f = parse_frame(" foo+0x1/0x2 [foo 0123abcd]").unwrap();
         assert_eq!(f.module.as_deref(), Some("foo"));
+    }
+
+    #[test]
+    fn printed_symbols_keep_suffixes_offset_and_size() {
+        let f = parse_frame(" ? __die_body.cold+0x1a/0x1f").unwrap();
+        let printed = f.printed.unwrap();
+        assert_eq!(printed.name, "__die_body.cold");
+        assert_eq!((printed.offset, printed.size), (0x1a, 0x1f));
+        assert!(printed.return_address);
+        let rip = parse_rip("RIP: 0010:foo_read+0x2a/0x60 [foo]").unwrap();
+        assert!(!rip.printed.unwrap().return_address);
+        // An offset too long for 64 bits still names the function, without a position.
+        let f = parse_frame(" foo+0x123456789abcdef0123/0x10").unwrap();
+        assert_eq!(f.func.as_deref(), Some("foo"));
+        assert!(f.printed.is_none());
     }
 
     #[test]

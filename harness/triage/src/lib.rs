@@ -35,6 +35,10 @@
 //! right after that oops, in the same context, is folded into the oops's finding (a task dying
 //! of its oops faults again; the stall that follows).
 //!
+//! **Frames**: each finding lists its crash site (`RIP:`) and first call trace as printed
+//! (`func+0xOFFSET/0xSIZE [mod]`); a [`Symbolizer`] given the module objects (and optionally a
+//! vmlinux) with debug info adds `file:line` to them.
+//!
 //! With `CONFIG_PRINTK_CALLER` (`[  T123]`, `[    C1]`) each report only takes the lines of
 //! the context that started it, so reports interleaved with other CPUs' output stay whole.
 
@@ -42,6 +46,7 @@ mod console;
 mod frames;
 mod report;
 mod starts;
+mod symbolize;
 
 use std::collections::{HashSet, VecDeque};
 
@@ -50,6 +55,7 @@ use serde::{Deserialize, Serialize};
 use console::{Caller, Line, LineSplitter};
 use report::{Report, State, Step};
 use starts::{Ending, Role};
+pub use symbolize::Symbolizer;
 
 /// The kind of a finding (the `kind` of report.json).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -155,6 +161,32 @@ pub struct Finding {
     pub guilty_frame: Option<String>,
     /// The report's lines, timestamps kept.
     pub report: String,
+    /// The crash site (the first kernel-mode `RIP:` before the stack) and the first call trace,
+    /// innermost first; frames the kernel could not name are left out. `file` and `line` are
+    /// filled by [`Symbolizer::symbolize`].
+    #[serde(default)]
+    pub frames: Vec<Frame>,
+}
+
+/// One frame of a finding's stack, as printed (`func+0xOFFSET/0xSIZE [module]`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Frame {
+    /// The symbol, compiler suffixes kept (`foo.cold`).
+    pub function: String,
+    /// Bytes from the start of the function.
+    pub offset: u64,
+    /// The function's size in bytes.
+    pub size: u64,
+    /// The module the function is in; `None` for the kernel image.
+    pub module: Option<String>,
+    /// Not marked `?` by the unwinder (a `?` frame may be a stale stack word).
+    pub reliable: bool,
+    /// A stack entry, where a call returns to; false for a `RIP:`, the instruction that ran.
+    pub return_address: bool,
+    /// The source file, once symbolized.
+    pub file: Option<String>,
+    /// The source line, once symbolized; for a return address, the line of the call.
+    pub line: Option<u32>,
 }
 
 /// Lines kept per printk context before a report starts (`cut here`, a WARN message, `=====`).

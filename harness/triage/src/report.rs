@@ -8,6 +8,23 @@ use crate::frames::{
 use crate::starts::{Ending, Role, Start, Title};
 use crate::{Finding, Kind};
 
+impl Frame {
+    /// The public frame of a named frame: the crash site or an entry of the call trace.
+    fn public(&self) -> Option<crate::Frame> {
+        let printed = self.printed.as_ref()?;
+        Some(crate::Frame {
+            function: printed.name.clone(),
+            offset: printed.offset,
+            size: printed.size,
+            module: self.module.clone(),
+            reliable: self.reliable,
+            return_address: printed.return_address,
+            file: None,
+            line: None,
+        })
+    }
+}
+
 /// Consecutive ordinary lines after which an open report is considered over (its end was lost).
 const MAX_ORDINARY_RUN: usize = 40;
 /// Ordinary lines a finished report waits for a `Kernel panic` that would belong to it.
@@ -614,6 +631,12 @@ impl Report {
             }
         };
         let module = self.module(guilty);
+        let frames = self
+            .rip
+            .iter()
+            .chain(&self.trace)
+            .filter_map(Frame::public)
+            .collect();
         Finding {
             kind: self.kind,
             title,
@@ -626,6 +649,7 @@ impl Report {
             time_s: self.time_s,
             guilty_frame: guilty.map(func),
             report: self.lines.join("\n"),
+            frames,
         }
     }
 }
