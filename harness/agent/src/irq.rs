@@ -1,6 +1,7 @@
 //! IRQ storms: find a PCI device, raise its interrupts (guest-driven `edu`) or let the host do it
 //! (`ivshmem`), and count what `/proc/interrupts` saw.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -63,11 +64,54 @@ pub fn interrupt_count(proc_interrupts: &str, irqs: &[u32]) -> u64 {
         .sum()
 }
 
-/// The device's interrupt count now.
-pub fn count_now(irqs: &[u32]) -> u64 {
-    fs::read_to_string("/proc/interrupts")
-        .map(|text| interrupt_count(&text, irqs))
-        .unwrap_or(0)
+/// Per-interrupt totals (over every CPU) of the given interrupt numbers.
+pub fn interrupt_counts(proc_interrupts: &str, irqs: &[u32]) -> BTreeMap<u32, u64> {
+    irqs.iter()
+        .map(|&irq| (irq, interrupt_count(proc_interrupts, &[irq])))
+        .collect()
+}
+
+/// Counts a device's interrupts while a storm runs. A driver may request its vectors, or free
+/// them (an unload in a parallel branch), in the middle of the storm, and a freed vector's line
+/// leaves `/proc/interrupts`: so the device's interrupts are looked up again at every sample and
+/// the highest count seen of each is kept.
+pub struct DeliveryCounter {
+    device_dir: PathBuf,
+    baseline: BTreeMap<u32, u64>,
+    highest: BTreeMap<u32, u64>,
+}
+
+impl DeliveryCounter {
+    /// Start counting from now.
+    pub fn start(device_dir: &Path) -> DeliveryCounter {
+        let baseline = read_counts(device_dir);
+        DeliveryCounter {
+            device_dir: device_dir.to_path_buf(),
+            highest: baseline.clone(),
+            baseline,
+        }
+    }
+
+    /// Take a sample.
+    pub fn sample(&mut self) {
+        for (irq, count) in read_counts(&self.device_dir) {
+            let seen = self.highest.entry(irq).or_insert(0);
+            *seen = (*seen).max(count);
+        }
+    }
+
+    /// Interrupts delivered since [`DeliveryCounter::start`].
+    pub fn delivered(&self) -> u64 {
+        self.highest
+            .iter()
+            .map(|(irq, &count)| count.saturating_sub(self.baseline.get(irq).copied().unwrap_or(0)))
+            .sum()
+    }
+}
+
+fn read_counts(device_dir: &Path) -> BTreeMap<u32, u64> {
+    let text = fs::read_to_string("/proc/interrupts").unwrap_or_default();
+    interrupt_counts(&text, &device_irqs(device_dir))
 }
 
 /// Raise `edu` interrupts by writing its "raise interrupt" register at `rate` per second for
@@ -134,6 +178,15 @@ mod tests {
         assert_eq!(interrupt_count(INTERRUPTS, &[11]), 4600);
         assert_eq!(interrupt_count(INTERRUPTS, &[11, 24]), 4615);
         assert_eq!(interrupt_count(INTERRUPTS, &[99]), 0);
+    }
+
+    #[test]
+    fn per_interrupt_counts_keep_each_line_apart() {
+        let counts = interrupt_counts(INTERRUPTS, &[11, 24, 99]);
+        assert_eq!(
+            counts.into_iter().collect::<Vec<_>>(),
+            [(11, 4600), (24, 15), (99, 0)]
+        );
     }
 
     #[test]

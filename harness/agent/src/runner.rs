@@ -126,26 +126,36 @@ impl Runner<'_> {
                 "no {device} PCI device ({vendor:04x}:{device_id:04x}) in the guest"
             ));
         };
-        let irqs = irq::device_irqs(&dir);
-        let before = irq::count_now(&irqs);
+        let counter = std::sync::Mutex::new(irq::DeliveryCounter::start(&dir));
+        let storming = std::sync::atomic::AtomicBool::new(true);
         let started = Instant::now();
-        let raised = if device == "ivshmem" {
-            self.emit(&Event::HostStorm {
-                id: id.to_string(),
-                device: device.to_string(),
-                rate,
-                duration_ms: duration.as_millis() as u64,
+        let raised = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while storming.load(Ordering::SeqCst) {
+                    counter.lock().unwrap_or_else(|e| e.into_inner()).sample();
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             });
-            std::thread::sleep(duration);
-            Ok(0)
-        } else {
-            irq::raise_edu(&dir, rate, duration)
-        };
-        // Interrupts raised at the very end may still be in flight.
-        std::thread::sleep(Duration::from_millis(20));
-        // The driver may have requested its vectors during the storm: count those too.
-        let irqs = irq::device_irqs(&dir);
-        let delivered = irq::count_now(&irqs).saturating_sub(before);
+            let raised = if device == "ivshmem" {
+                self.emit(&Event::HostStorm {
+                    id: id.to_string(),
+                    device: device.to_string(),
+                    rate,
+                    duration_ms: duration.as_millis() as u64,
+                });
+                std::thread::sleep(duration);
+                Ok(0)
+            } else {
+                irq::raise_edu(&dir, rate, duration)
+            };
+            // Interrupts raised at the very end may still be in flight.
+            std::thread::sleep(Duration::from_millis(20));
+            storming.store(false, Ordering::SeqCst);
+            raised
+        });
+        let mut counter = counter.into_inner().unwrap_or_else(|e| e.into_inner());
+        counter.sample();
+        let delivered = counter.delivered();
         match raised {
             Ok(raised) => {
                 self.emit(&Event::IrqStorm {

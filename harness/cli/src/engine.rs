@@ -11,6 +11,7 @@ use modharness_protocol::{Event as AgentEvent, Plan, Step, PLAN_PATH};
 use modharness_report as report;
 use modharness_scenario::{self as scenario, FoundFinding, Scenario};
 use modharness_triage::{Finding, Triage};
+use modharness_vm::ivshmem::DoorbellServer;
 use modharness_vm::{self as vm, Accel, Machine, VmConfig, VmEvent};
 use tokio::sync::{mpsc, watch};
 
@@ -434,10 +435,11 @@ impl ScenarioJob<'_> {
 
         let settings = &self.scenario.vm;
         let devices = vm_devices(self.scenario);
+        let host_storm = storms(&self.scenario.steps, "ivshmem");
         let config = VmConfig {
             qemu: self.opts.qemu.clone(),
             accel: self.accel,
-            machine: if devices.is_empty() {
+            machine: if devices.is_empty() && !host_storm {
                 Machine::Microvm
             } else {
                 Machine::Pc
@@ -451,10 +453,32 @@ impl ScenarioJob<'_> {
             control_socket: work.path.join("control.sock"),
             qmp_socket: work.path.join("qmp.sock"),
             devices,
+            doorbell: host_storm.then(|| work.path.join("ivshmem.sock")),
+        };
+        // QEMU waits for the doorbell server's handshake while it builds the machine, so the
+        // server must already be accepting when QEMU starts.
+        let doorbell = match &config.doorbell {
+            Some(socket) => {
+                let mut server = DoorbellServer::bind(socket, vm::argv::DOORBELL_VECTORS, 1 << 20)
+                    .map_err(|e| Failure::infra(format!("{}: {e}", socket.display())))?;
+                Some(tokio::spawn(async move {
+                    tokio::time::timeout(START_TIMEOUT, server.accept()).await??;
+                    std::io::Result::Ok(std::sync::Arc::new(server))
+                }))
+            }
+            None => None,
         };
         let mut machine = vm::launch(&config, START_TIMEOUT)
             .await
             .map_err(|e| Failure::infra(format!("{}: {e}", self.scenario.name)))?;
+        let doorbell = match doorbell {
+            Some(task) => Some(
+                task.await
+                    .map_err(Failure::infra)?
+                    .map_err(|e| Failure::infra(format!("ivshmem doorbell: {e}")))?,
+            ),
+            None => None,
+        };
 
         let mut seen = Observed::default();
         let mut triage = Triage::new();
@@ -492,6 +516,10 @@ impl ScenarioJob<'_> {
                         }
                         VmEvent::Control(line) => {
                             if let Some(event) = AgentEvent::parse_line(&line) {
+                                if let (AgentEvent::HostStorm { rate, duration_ms, .. }, Some(server)) = (&event, &doorbell) {
+                                    let (server, rate, duration) = (server.clone(), *rate, Duration::from_millis(*duration_ms));
+                                    tokio::spawn(async move { server.storm(0, rate, duration).await });
+                                }
                                 if let AgentEvent::Done { .. } = event {
                                     done = true;
                                     ending = Some(tokio::time::Instant::now() + SETTLE);

@@ -240,6 +240,35 @@ fn a_module_that_leaks_on_every_load_is_a_leak_of_its_size() {
     assert_eq!(scenario["memory"]["verdict"], "leak", "{scenario}");
     // mh_leaky keeps 64 KiB of kmalloc and 256 KiB of vmalloc per load.
     let per_cycle = scenario["memory"]["leak_bytes_per_cycle"].as_i64().unwrap();
-    assert!((300_000..=360_000).contains(&per_cycle), "{per_cycle} bytes per cycle");
+    assert!(
+        (300_000..=360_000).contains(&per_cycle),
+        "{per_cycle} bytes per cycle"
+    );
     assert_eq!(scenario["findings"][0]["module"], "mh_leaky");
+}
+
+#[test]
+fn a_host_raised_ivshmem_storm_reaches_the_guest_driver() {
+    let dir = scratch("hoststorm");
+    let scenario = dir.path().join("hoststorm.yaml");
+    std::fs::write(
+        &scenario,
+        "name: hoststorm\nsteps:\n  - load: mh_ivshmem\n  - parallel:\n      - [ { irq_storm: { device: ivshmem, rate: 20000, duration: 1s } } ]\n      - [ { repeat: { times: 3, steps: [ { load: mh_trivial }, { unload: mh_trivial } ] } } ]\n  - unload: mh_ivshmem\n",
+    )
+    .unwrap();
+    let out = modharness()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--accel=tcg", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = report(&dir.path().join("out"));
+    let irq = &scenarios(&report)[0]["irq"];
+    assert_eq!(irq["device"], "ivshmem", "{report}");
+    assert!(
+        irq["delivered"].as_u64().unwrap() > 1000,
+        "the host's rings arrived: {irq}"
+    );
 }

@@ -43,7 +43,13 @@ pub struct VmConfig {
     pub qmp_socket: PathBuf,
     /// Extra `-device` arguments, e.g. `edu`.
     pub devices: Vec<String>,
+    /// An `ivshmem-doorbell` device served by the [`crate::ivshmem::DoorbellServer`] on this
+    /// socket (needs [`Machine::Pc`]).
+    pub doorbell: Option<PathBuf>,
 }
+
+/// MSI-X vectors of the doorbell device: one is all a storm needs.
+pub const DOORBELL_VECTORS: u32 = 1;
 
 /// The kernel command line: console on ttyS0, reboot at once on panic by triple fault (a reset
 /// every machine turns into QEMU's exit under `-no-reboot`), then what the scenario adds.
@@ -73,6 +79,9 @@ pub fn argv(cfg: &VmConfig) -> Vec<OsString> {
     push(serial_args(cfg));
     push(qmp_args(cfg));
     push(device_args(cfg.machine, &cfg.devices));
+    if let Some(socket) = &cfg.doorbell {
+        push(crate::ivshmem::device_args(socket, DOORBELL_VECTORS));
+    }
     args
 }
 
@@ -169,7 +178,7 @@ pub fn device_args(machine: Machine, devices: &[String]) -> Vec<String> {
 
 /// A path inside a QEMU option value: QEMU splits options at commas, and a doubled comma is a
 /// literal one.
-fn chardev_path(path: &std::path::Path) -> String {
+pub(crate) fn chardev_path(path: &std::path::Path) -> String {
     path.display().to_string().replace(',', ",,")
 }
 
@@ -191,6 +200,7 @@ mod tests {
             control_socket: "/w/a,b/ctl.sock".into(),
             qmp_socket: "/w/qmp.sock".into(),
             devices: vec!["edu".into()],
+            doorbell: None,
         }
     }
 
@@ -225,6 +235,14 @@ mod tests {
         );
         assert!(line.contains("-device pvpanic -device edu"), "{line}");
         assert!(line.contains("-bios qboot.rom"), "{line}");
+    }
+
+    #[test]
+    fn a_doorbell_adds_its_chardev_and_device() {
+        let mut cfg = config(Machine::Pc);
+        cfg.doorbell = Some("/w/ivshmem.sock".into());
+        let line = joined(&cfg);
+        assert!(line.contains("-chardev socket,id=ivshmem,path=/w/ivshmem.sock -device ivshmem-doorbell,chardev=ivshmem,vectors=1"), "{line}");
     }
 
     #[test]

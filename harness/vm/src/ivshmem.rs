@@ -122,8 +122,7 @@ impl DoorbellServer {
 /// QEMU arguments that add an `ivshmem-doorbell` device with `vectors` MSI-X vectors, served by
 /// the [`DoorbellServer`] listening on `socket`.
 pub fn device_args(socket: &Path, vectors: u32) -> Vec<String> {
-    // QEMU splits option values at commas; a doubled comma is a literal one.
-    let path = socket.display().to_string().replace(',', ",,");
+    let path = crate::argv::chardev_path(socket);
     vec![
         "-chardev".into(),
         format!("socket,id={CHARDEV_ID},path={path}"),
