@@ -118,6 +118,10 @@ impl Symbolizer {
         }
         for (object, section, queries) in batches {
             match addr2line(&object.path, section, &queries) {
+                Ok(locations) if locations.iter().all(Option::is_none) => self.note(format!(
+                    "{}: no line information (built without CONFIG_DEBUG_INFO?)",
+                    object.path.display()
+                )),
                 Ok(locations) => {
                     for (query, location) in queries.iter().zip(locations) {
                         if let Some((file, line)) = location {

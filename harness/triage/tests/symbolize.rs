@@ -185,6 +185,34 @@ fn objects_that_cannot_be_read_leave_frames_alone_and_say_why() {
 }
 
 #[test]
+fn an_object_without_debug_info_is_named_in_the_problems() {
+    let dir = scratch_dir("no-debug");
+    let source = dir.join("tiny.c");
+    fs::write(&source, TINY_C).unwrap();
+    let object = dir.join("tiny.o");
+    if !run(Command::new("cc")
+        .args(["-g0", "-O0", "-c", "-o"])
+        .args([&object, &source]))
+    {
+        eprintln!("skipped: no C compiler (cc) to build the test object");
+        return;
+    }
+    let mut findings = triage(TINY_LOG.as_bytes());
+    let mut symbolizer = Symbolizer::new();
+    symbolizer.add_module("tiny", &object);
+    symbolizer.symbolize(&mut findings[0]);
+    assert!(findings[0].frames.iter().all(|frame| frame.line.is_none()));
+    let problems = symbolizer.problems();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.ends_with("tiny.o: no line information (built without CONFIG_DEBUG_INFO?)")),
+        "{problems:?}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn findings_saved_before_frames_existed_still_parse() {
     let json = r#"{"kind": "warning", "title": "WARNING in foo_exit", "alt_titles": [],
         "module": "foo", "corrupted": false, "panicked": false, "time_s": 1.5,
