@@ -33,6 +33,9 @@ const TAIL_ORDINARY_LINES: usize = 20;
 const MAX_FOREIGN_RUN: usize = 300;
 /// Lines kept in a report's text; the rest of a runaway report is dropped.
 const MAX_REPORT_LINES: usize = 1500;
+/// Frames a finding lists; kernel stacks are shallower, stall reports with every CPU's stack
+/// are not.
+const MAX_FINDING_FRAMES: usize = 100;
 
 /// Where a report is in its life.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -636,6 +639,7 @@ impl Report {
             .iter()
             .chain(&self.trace)
             .filter_map(Frame::public)
+            .take(MAX_FINDING_FRAMES)
             .collect();
         Finding {
             kind: self.kind,

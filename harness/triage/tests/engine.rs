@@ -274,3 +274,24 @@ fn an_oops_storm_after_a_first_oops_is_one_finding() {
     );
     assert_eq!(findings[0].module.as_deref(), Some("race_timer_buggy"));
 }
+
+#[test]
+fn a_finding_lists_at_most_a_hundred_frames_of_a_runaway_stack() {
+    let mut log = String::from(concat!(
+        "[    2.0] BUG: soft lockup - CPU#0 stuck for 22s! [insmod:99]\n",
+        "[    2.0] Modules linked in: foo(OE+)\n",
+        "[    2.0] RIP: 0010:foo_spin+0x4/0x10 [foo]\n",
+        "[    2.0] Call Trace:\n",
+    ));
+    for depth in 0..5000 {
+        log.push_str(&format!(
+            "[    2.0]  foo_recurse+0x{depth:x}/0x2000 [foo]\n"
+        ));
+    }
+    let findings = triage(log.as_bytes());
+    assert_eq!(findings.len(), 1);
+    let frames = &findings[0].frames;
+    assert_eq!(frames.len(), 100);
+    assert_eq!(frames[0].function, "foo_spin");
+    assert_eq!(frames[99].offset, 98, "the innermost frames are kept");
+}
