@@ -189,6 +189,24 @@ pub struct Frame {
     pub line: Option<u32>,
 }
 
+impl std::fmt::Display for Frame {
+    /// As the kernel prints it, then the source line when known:
+    /// `? foo_fn+0x1d/0x40 [foo] /src/foo/foo.c:47`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.reliable {
+            f.write_str("? ")?;
+        }
+        write!(f, "{}+{:#x}/{:#x}", self.function, self.offset, self.size)?;
+        if let Some(module) = &self.module {
+            write!(f, " [{module}]")?;
+        }
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, " {file}:{line}"),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Lines kept per printk context before a report starts (`cut here`, a WARN message, `=====`).
 const RECENT_LINES: usize = 8;
 /// Printk contexts whose recent lines are kept.

@@ -158,6 +158,14 @@ fn frames_resolve_by_section_in_a_relocatable_object_and_by_address_in_a_linked_
             ("missing_from_the_object", None, None),
         ]
     );
+    assert_eq!(
+        finding.frames[1].to_string(),
+        format!("? tiny_check+0x10/0x30 [tiny] {}:3", source.display())
+    );
+    assert_eq!(
+        finding.frames[4].to_string(),
+        "missing_from_the_object+0x5/0x20 [tiny]"
+    );
     let problems = symbolizer.problems();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("no symbol missing_from_the_object"));
