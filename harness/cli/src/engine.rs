@@ -10,7 +10,7 @@ use modharness_images::{initramfs, kernel, kernel::Kernel};
 use modharness_protocol::{Event as AgentEvent, Plan, Step, PLAN_PATH};
 use modharness_report as report;
 use modharness_scenario::{self as scenario, FoundFinding, Scenario};
-use modharness_triage::{Finding, Triage};
+use modharness_triage::{Finding, Symbolizer, Triage};
 use modharness_vm::ivshmem::DoorbellServer;
 use modharness_vm::{self as vm, Accel, Machine, VmConfig, VmEvent};
 use tokio::sync::{mpsc, watch};
@@ -278,6 +278,28 @@ fn guest_cmdline(scenario: &Scenario) -> String {
     vm::argv::kernel_cmdline(&extra)
 }
 
+/// A finding the harness makes itself (`hang`, `vm_crash`, `leak`), not the kernel.
+fn own_finding(kind: &str, title: String, module: Option<String>) -> report::FindingEntry {
+    report::FindingEntry {
+        kind: kind.into(),
+        title,
+        module,
+        ..Default::default()
+    }
+}
+
+/// A frame as a kernel developer reads it, with its source line when symbolized.
+fn frame_text(frame: &modharness_triage::Frame) -> String {
+    let mut text = format!("{}+{:#x}/{:#x}", frame.function, frame.offset, frame.size);
+    if let Some(module) = &frame.module {
+        text.push_str(&format!(" [{module}]"));
+    }
+    if let (Some(file), Some(line)) = (&frame.file, frame.line) {
+        text.push_str(&format!(" {file}:{line}"));
+    }
+    text
+}
+
 /// Totals over a scenario's storms, for the report.
 fn storm_totals(storms: &[(String, u64, u64, f64)]) -> Option<report::IrqResult> {
     if storms.is_empty() {
@@ -540,15 +562,7 @@ impl ScenarioJob<'_> {
                 _ = tokio::time::sleep_until(until) => {
                     let reached_deadline = ending.is_none_or(|end| end >= deadline);
                     if reached_deadline && !done && !guest_down {
-                        seen.own.push(report::FindingEntry {
-                            kind: "hang".into(),
-                            title: format!("guest stopped answering: no result within {:?}", settings.timeout),
-                            module: None,
-                            expected: false,
-                            time_s: None,
-                            panicked: false,
-                            corrupted: false,
-                        });
+                        seen.own.push(own_finding("hang", format!("guest stopped answering: no result within {:?}", settings.timeout), None));
                     }
                     break;
                 }
@@ -572,20 +586,26 @@ impl ScenarioJob<'_> {
         if let Some((code, stderr)) = qemu_exit {
             let explained = guest_down || done || !seen.findings.is_empty();
             if !explained {
-                seen.own.push(report::FindingEntry {
-                    kind: "vm_crash".into(),
-                    title: format!(
-                        "QEMU exited ({}) before the plan finished: {}",
-                        code.map_or("killed by a signal".into(), |c| format!("status {c}")),
-                        stderr.lines().next().unwrap_or("no message")
-                    ),
-                    module: None,
-                    expected: false,
-                    time_s: None,
-                    panicked: false,
-                    corrupted: false,
-                });
+                let title = format!(
+                    "QEMU exited ({}) before the plan finished: {}",
+                    code.map_or("killed by a signal".into(), |c| format!("status {c}")),
+                    stderr.lines().next().unwrap_or("no message")
+                );
+                seen.own.push(own_finding("vm_crash", title, None));
             }
+        }
+        // Source lines for frames in the modules this run built (they carry debug info).
+        let mut symbolizer = Symbolizer::new();
+        for (guest, host) in &files {
+            if let Some(name) = guest
+                .strip_prefix("/modharness/modules/")
+                .and_then(|f| f.strip_suffix(".ko"))
+            {
+                symbolizer.add_module(name, host);
+            }
+        }
+        for finding in &mut seen.findings {
+            symbolizer.symbolize(finding);
         }
         // A hang with a kernel explanation (hung task, lockup) is that explanation, not a hang.
         if !seen.findings.is_empty() {
@@ -608,18 +628,12 @@ impl ScenarioJob<'_> {
             let verdict = memory::judge(&seen.memory, bound);
             if verdict.verdict == "leak" {
                 let loaded: Vec<String> = self.scenario.module_names().into_iter().collect();
-                seen.own.push(report::FindingEntry {
-                    kind: "leak".into(),
-                    title: format!(
-                        "memory leak of {} bytes per cycle over {} cycles",
-                        verdict.bytes_per_cycle, verdict.cycles
-                    ),
-                    module: (loaded.len() == 1).then(|| loaded[0].clone()),
-                    expected: false,
-                    time_s: None,
-                    panicked: false,
-                    corrupted: false,
-                });
+                let title = format!(
+                    "memory leak of {} bytes per cycle over {} cycles",
+                    verdict.bytes_per_cycle, verdict.cycles
+                );
+                let module = (loaded.len() == 1).then(|| loaded[0].clone());
+                seen.own.push(own_finding("leak", title, module));
             }
             result.memory = Some(report::MemoryResult {
                 cycles: verdict.cycles,
@@ -638,6 +652,7 @@ impl ScenarioJob<'_> {
                 time_s: f.time_s,
                 panicked: f.panicked,
                 corrupted: f.corrupted,
+                frames: f.frames.iter().map(frame_text).collect(),
             })
             .collect();
         entries.append(&mut seen.own);

@@ -265,7 +265,8 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         });
         let outcome = engine::run(&opts, progress_tx, cancel_rx).await;
         let _ = printer.await;
-        let report = outcome?;
+        let mut report = outcome?;
+        report.collect_bugs();
         report.write_json(&out_dir).map_err(|e| Failure::infra(format!("{}: {e}", out_dir.display())))?;
         report.write_junit(&out_dir).map_err(|e| Failure::infra(format!("{}: {e}", out_dir.display())))?;
         report.write_html(&out_dir).map_err(|e| Failure::infra(format!("{}: {e}", out_dir.display())))?;

@@ -272,3 +272,42 @@ fn a_host_raised_ivshmem_storm_reaches_the_guest_driver() {
         "the host's rings arrived: {irq}"
     );
 }
+
+#[test]
+fn a_warning_in_a_users_module_is_expected_and_points_at_its_source_line() {
+    let dir = scratch("warn");
+    let src = dir.path().join("warner");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("Kbuild"), "obj-m += warner.o\n").unwrap();
+    std::fs::write(
+        src.join("warner.c"),
+        "#include <linux/module.h>\n#include <linux/bug.h>\nstatic noinline void warner_check(int v)\n{\n\tWARN_ON(v != 0);\n}\nstatic int __init warner_init(void) { warner_check(1); return 0; }\nstatic void __exit warner_exit(void) {}\nmodule_init(warner_init);\nmodule_exit(warner_exit);\nMODULE_LICENSE(\"GPL\");\n",
+    )
+    .unwrap();
+    let scenario = dir.path().join("warn.yaml");
+    std::fs::write(
+        &scenario,
+        "name: warn\nsteps:\n  - load: warner\n  - unload: warner\nexpect:\n  findings:\n    - { kind: warning, module: warner, title: warner_check }\n",
+    )
+    .unwrap();
+    let out = modharness()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--modules")
+        .arg(&src)
+        .args(["--accel=tcg", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = report(&dir.path().join("out"));
+    let frames = scenarios(&report)[0]["findings"][0]["frames"].to_string();
+    assert!(
+        frames.contains("warner.c:5"),
+        "the WARN_ON line is named: {frames}"
+    );
+    assert_eq!(
+        report["bugs"][0]["title"], "WARNING in warner_check",
+        "{report}"
+    );
+}

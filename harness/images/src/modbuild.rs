@@ -91,7 +91,13 @@ pub fn build(
             src.display()
         )));
     }
-    let mut parts: Vec<Vec<u8>> = vec![release.as_bytes().to_vec()];
+    // The source directory is part of the key: debug info names it (see below).
+    let src = fs::canonicalize(src).map_err(Error::io(src))?;
+    let src = src.as_path();
+    let mut parts: Vec<Vec<u8>> = vec![
+        release.as_bytes().to_vec(),
+        src.to_string_lossy().as_bytes().to_vec(),
+    ];
     for file in &files {
         parts.push(file.to_string_lossy().as_bytes().to_vec());
         parts.push(fs::read(src.join(file)).map_err(Error::io(src.join(file)))?);
@@ -119,6 +125,13 @@ pub fn build(
                 .arg(format!("M={}", build_dir.display()))
                 // BTF for modules needs pahole and buys nothing here.
                 .arg("CONFIG_DEBUG_INFO_BTF_MODULES=")
+                // Debug info names the user's files, not this temporary copy, so symbolized
+                // frames point at the source the developer edits.
+                .arg(format!(
+                    "KCFLAGS=-fdebug-prefix-map={}={}",
+                    build_dir.display(),
+                    src.display()
+                ))
                 .arg("modules"),
             &format!("building {} against {release}", src.display()),
         )?;

@@ -186,7 +186,7 @@ impl fmt::Display for Status {
 }
 
 /// One finding: a crash report from the console, a memory-growth verdict, a hang.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct FindingEntry {
     /// `oops`, `panic`, `warning`, `kasan`, `leak`, `hang`, … (see DESIGN.md).
     pub kind: String,
@@ -207,6 +207,10 @@ pub struct FindingEntry {
     /// The crash report was garbled or cut short, so title and module are less certain.
     #[serde(default)]
     pub corrupted: bool,
+    /// The crash site and call trace as printed, `file:line` added where modharness had the
+    /// object's debug info, e.g. `heartbeat_fn+0x1d/0x40 [race_timer_buggy] race_timer_buggy.c:47`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<String>,
 }
 
 /// The memory-growth verdict of a scenario that repeated load/unload cycles.

@@ -60,6 +60,7 @@ fn oops(module: &str, expected: bool) -> FindingEntry {
         time_s: Some(2.45),
         panicked: false,
         corrupted: false,
+        frames: Vec::new(),
     }
 }
 
@@ -598,6 +599,7 @@ fn finding(kind: &str, title: &str, module: Option<&str>, expected: bool) -> Fin
         time_s: None,
         panicked: false,
         corrupted: false,
+        frames: Vec::new(),
     }
 }
 
