@@ -288,18 +288,6 @@ fn own_finding(kind: &str, title: String, module: Option<String>) -> report::Fin
     }
 }
 
-/// A frame as a kernel developer reads it, with its source line when symbolized.
-fn frame_text(frame: &modharness_triage::Frame) -> String {
-    let mut text = format!("{}+{:#x}/{:#x}", frame.function, frame.offset, frame.size);
-    if let Some(module) = &frame.module {
-        text.push_str(&format!(" [{module}]"));
-    }
-    if let (Some(file), Some(line)) = (&frame.file, frame.line) {
-        text.push_str(&format!(" {file}:{line}"));
-    }
-    text
-}
-
 /// Totals over a scenario's storms, for the report.
 fn storm_totals(storms: &[(String, u64, u64, f64)]) -> Option<report::IrqResult> {
     if storms.is_empty() {
@@ -652,7 +640,7 @@ impl ScenarioJob<'_> {
                 time_s: f.time_s,
                 panicked: f.panicked,
                 corrupted: f.corrupted,
-                frames: f.frames.iter().map(frame_text).collect(),
+                frames: f.frames.iter().map(ToString::to_string).collect(),
             })
             .collect();
         entries.append(&mut seen.own);
