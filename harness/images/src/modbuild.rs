@@ -125,10 +125,10 @@ pub fn build(
                 .arg(format!("M={}", build_dir.display()))
                 // BTF for modules needs pahole and buys nothing here.
                 .arg("CONFIG_DEBUG_INFO_BTF_MODULES=")
-                // Debug info names the user's files, not this temporary copy, so symbolized
+                // Debug info and __FILE__ name the user's files, not this temporary copy, so symbolized
                 // frames point at the source the developer edits.
                 .arg(format!(
-                    "KCFLAGS=-fdebug-prefix-map={}={}",
+                    "KCFLAGS=-ffile-prefix-map={}={}",
                     build_dir.display(),
                     src.display()
                 ))
