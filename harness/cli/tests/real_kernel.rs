@@ -3,18 +3,44 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
 use common::*;
+
+/// `modharness run ARGS --accel=tcg --out DIR/out`.
+fn run(dir: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    modharness()
+        .arg("run")
+        .args(args)
+        .args(["--accel=tcg", "--out"])
+        .arg(dir.join("out"))
+        .output()
+        .unwrap()
+}
+
+/// Write a scenario file `DIR/NAME.yaml`.
+fn scenario_file(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// Write a one-file module source directory `DIR/NAME` (Kbuild + NAME.c).
+fn module_dir(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(name);
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("Kbuild"), format!("obj-m += {name}.o\n")).unwrap();
+    std::fs::write(src.join(format!("{name}.c")), source).unwrap();
+    src
+}
 
 #[test]
 fn smoke_passes_on_the_default_kernel() {
     let dir = scratch("smoke");
-    let out = modharness()
-        .args(["run", "smoke", "--accel=tcg", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = run(dir.path(), &[&"smoke"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let report = report(dir.path());
+    let report = report(&dir.path().join("out"));
     let smoke = &scenarios(&report)[0];
     assert_eq!(smoke["status"], "passed", "{smoke}");
     assert_eq!(
@@ -32,24 +58,21 @@ fn smoke_passes_on_the_default_kernel() {
         stdout.contains("1 passed"),
         "summary table printed: {stdout}"
     );
-    assert!(dir.path().join("junit.xml").is_file() && dir.path().join("report.html").is_file());
+    let out_dir = dir.path().join("out");
+    assert!(out_dir.join("junit.xml").is_file() && out_dir.join("report.html").is_file());
 }
 
 #[test]
 fn a_timer_left_armed_at_unload_is_an_oops_blamed_on_its_module() {
     let dir = scratch("timer");
-    let out = modharness()
-        .args(["run", "timer-race", "--accel=tcg", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = run(dir.path(), &[&"timer-race"]);
     assert_eq!(
         out.status.code(),
         Some(0),
         "the expected oops appeared: {}",
         describe(&out)
     );
-    let report = report(dir.path());
+    let report = report(&dir.path().join("out"));
     let findings = scenarios(&report)[0]["findings"]
         .as_array()
         .unwrap()
@@ -70,19 +93,12 @@ fn a_timer_left_armed_at_unload_is_an_oops_blamed_on_its_module() {
 #[test]
 fn an_unexpected_oops_fails_the_scenario_with_exit_1() {
     let dir = scratch("unexpected");
-    let scenario = dir.path().join("unexpected.yaml");
-    std::fs::write(
-        &scenario,
+    let scenario = scenario_file(
+        dir.path(),
+        "unexpected",
         "name: unexpected\nsteps:\n  - load: race_timer_buggy\n  - sleep: 50ms\n  - unload: race_timer_buggy\n  - sleep: 500ms\n",
-    )
-    .unwrap();
-    let out = modharness()
-        .arg("run")
-        .arg(&scenario)
-        .args(["--accel=tcg", "--out"])
-        .arg(dir.path().join("out"))
-        .output()
-        .unwrap();
+    );
+    let out = run(dir.path(), &[&scenario]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let report = report(&dir.path().join("out"));
     let result = &scenarios(&report)[0];
@@ -101,37 +117,24 @@ fn an_unexpected_oops_fails_the_scenario_with_exit_1() {
 #[test]
 fn a_users_module_directory_is_built_and_loaded_by_name() {
     let dir = scratch("usermod");
-    let src = dir.path().join("mydriver");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("Kbuild"), "obj-m += my_driver.o\n").unwrap();
-    std::fs::write(
-        src.join("my_driver.c"),
+    let src = module_dir(
+        dir.path(),
+        "my_driver",
         "#include <linux/module.h>\nstatic int __init i(void) { pr_info(\"my_driver up\\n\"); return 0; }\nstatic void __exit e(void) {}\nmodule_init(i);\nmodule_exit(e);\nMODULE_LICENSE(\"GPL\");\n",
-    )
-    .unwrap();
-    let scenario = dir.path().join("mine.yaml");
-    std::fs::write(
-        &scenario,
+    );
+    let scenario = scenario_file(
+        dir.path(),
+        "mine",
         "name: mine\nsteps:\n  - load: my_driver\n  - unload: my_driver\n",
-    )
-    .unwrap();
-    let out = modharness()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--modules")
-        .arg(&src)
-        .args(["--accel=tcg", "--out"])
-        .arg(dir.path().join("out"))
-        .output()
-        .unwrap();
+    );
+    let out = run(dir.path(), &[&scenario, &"--modules", &src]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let report = report(&dir.path().join("out"));
-    let log = std::fs::read_to_string(
-        dir.path()
-            .join("out")
-            .join(scenarios(&report)[0]["console_log"].as_str().unwrap()),
-    )
-    .unwrap();
+    let log = scenarios(&report)[0]["console_log"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = std::fs::read_to_string(dir.path().join("out").join(log)).unwrap();
     assert!(log.contains("my_driver up"), "the module ran in the guest");
     assert!(
         !src.join("my_driver.ko").exists(),
@@ -142,25 +145,13 @@ fn a_users_module_directory_is_built_and_loaded_by_name() {
 #[test]
 fn a_compile_error_is_shown_verbatim_with_exit_3() {
     let dir = scratch("ccerror");
-    let src = dir.path().join("broken");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("Kbuild"), "obj-m += broken_mod.o\n").unwrap();
-    std::fs::write(
-        src.join("broken_mod.c"),
+    let src = module_dir(
+        dir.path(),
+        "broken_mod",
         "#include <linux/module.h>\nthis is not C;\n",
-    )
-    .unwrap();
-    let scenario = dir.path().join("b.yaml");
-    std::fs::write(&scenario, "name: b\nsteps:\n  - load: broken_mod\n").unwrap();
-    let out = modharness()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--modules")
-        .arg(&src)
-        .args(["--accel=tcg", "--out"])
-        .arg(dir.path().join("out"))
-        .output()
-        .unwrap();
+    );
+    let scenario = scenario_file(dir.path(), "b", "name: b\nsteps:\n  - load: broken_mod\n");
+    let out = run(dir.path(), &[&scenario, &"--modules", &src]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -172,25 +163,17 @@ fn a_compile_error_is_shown_verbatim_with_exit_3() {
 #[test]
 fn a_malformed_scenario_exits_2_naming_its_line_and_writes_nothing() {
     let dir = scratch("malformed");
-    let scenario = dir.path().join("bad.yaml");
-    std::fs::write(
-        &scenario,
+    let scenario = scenario_file(
+        dir.path(),
+        "bad",
         "name: bad\nsteps:\n  - load: mh_trivial\n  - lod: mh_trivial\n",
-    )
-    .unwrap();
-    let out_dir = dir.path().join("out");
-    let out = modharness()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
+    );
+    let out = run(dir.path(), &[&scenario]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.yaml:4:"), "names the line: {stderr}");
     assert!(stderr.contains("lod"), "names the key: {stderr}");
-    assert!(!out_dir.exists(), "nothing written");
+    assert!(!dir.path().join("out").exists(), "nothing written");
     let out = modharness()
         .arg("validate")
         .arg(&scenario)
@@ -199,26 +182,28 @@ fn a_malformed_scenario_exits_2_naming_its_line_and_writes_nothing() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
 
+/// The `irq` record of a storm scenario: load the driver (`load` is the step's argument), storm
+/// beside load/unload cycles of another module, unload the driver.
+fn storm(dir: &Path, load: &str, driver: &str, storm: &str) -> serde_json::Value {
+    let yaml = format!(
+        "name: storm\nsteps:\n  - load: {load}\n  - parallel:\n      - [ {{ irq_storm: {storm} }} ]\n      - [ {{ repeat: {{ times: 3, steps: [ {{ load: mh_trivial }}, {{ unload: mh_trivial }} ] }} }} ]\n  - unload: {driver}\n"
+    );
+    let scenario = scenario_file(dir, "storm", &yaml);
+    let out = run(dir, &[&scenario]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    scenarios(&report(&dir.join("out")))[0]["irq"].clone()
+}
+
 #[test]
 fn an_edu_irq_storm_is_delivered_and_counted_while_modules_cycle() {
     let dir = scratch("storm");
-    let scenario = dir.path().join("storm.yaml");
-    std::fs::write(
-        &scenario,
-        "name: storm\nsteps:\n  - load: { module: race_irq_fixed, params: { storm_hz: 0 } }\n  - parallel:\n      - [ { irq_storm: { device: edu, rate: 20000, duration: 1s } } ]\n      - [ { repeat: { times: 3, steps: [ { load: mh_trivial }, { unload: mh_trivial } ] } } ]\n  - unload: race_irq_fixed\n",
-    )
-    .unwrap();
-    let out = modharness()
-        .arg("run")
-        .arg(&scenario)
-        .args(["--accel=tcg", "--out"])
-        .arg(dir.path().join("out"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let report = report(&dir.path().join("out"));
-    let irq = &scenarios(&report)[0]["irq"];
-    assert_eq!(irq["device"], "edu", "{report}");
+    let irq = storm(
+        dir.path(),
+        "{ module: race_irq_fixed, params: { storm_hz: 0 } }",
+        "race_irq_fixed",
+        "{ device: edu, rate: 20000, duration: 1s }",
+    );
+    assert_eq!(irq["device"], "edu", "{irq}");
     assert!(
         irq["delivered"].as_u64().unwrap() > 1000,
         "interrupts reached the driver: {irq}"
@@ -227,15 +212,27 @@ fn an_edu_irq_storm_is_delivered_and_counted_while_modules_cycle() {
 }
 
 #[test]
+fn a_host_raised_ivshmem_storm_reaches_the_guest_driver() {
+    let dir = scratch("hoststorm");
+    let irq = storm(
+        dir.path(),
+        "mh_ivshmem",
+        "mh_ivshmem",
+        "{ device: ivshmem, rate: 20000, duration: 1s }",
+    );
+    assert_eq!(irq["device"], "ivshmem", "{irq}");
+    assert!(
+        irq["delivered"].as_u64().unwrap() > 1000,
+        "the host's rings arrived: {irq}"
+    );
+}
+
+#[test]
 fn a_module_that_leaks_on_every_load_is_a_leak_of_its_size() {
     let dir = scratch("leak");
-    let out = modharness()
-        .args(["run", "leak", "--accel=tcg", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = run(dir.path(), &[&"leak"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let report = report(dir.path());
+    let report = report(&dir.path().join("out"));
     let scenario = &scenarios(&report)[0];
     assert_eq!(scenario["memory"]["verdict"], "leak", "{scenario}");
     // mh_leaky keeps 64 KiB of kmalloc and 256 KiB of vmalloc per load.
@@ -248,57 +245,19 @@ fn a_module_that_leaks_on_every_load_is_a_leak_of_its_size() {
 }
 
 #[test]
-fn a_host_raised_ivshmem_storm_reaches_the_guest_driver() {
-    let dir = scratch("hoststorm");
-    let scenario = dir.path().join("hoststorm.yaml");
-    std::fs::write(
-        &scenario,
-        "name: hoststorm\nsteps:\n  - load: mh_ivshmem\n  - parallel:\n      - [ { irq_storm: { device: ivshmem, rate: 20000, duration: 1s } } ]\n      - [ { repeat: { times: 3, steps: [ { load: mh_trivial }, { unload: mh_trivial } ] } } ]\n  - unload: mh_ivshmem\n",
-    )
-    .unwrap();
-    let out = modharness()
-        .arg("run")
-        .arg(&scenario)
-        .args(["--accel=tcg", "--out"])
-        .arg(dir.path().join("out"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let report = report(&dir.path().join("out"));
-    let irq = &scenarios(&report)[0]["irq"];
-    assert_eq!(irq["device"], "ivshmem", "{report}");
-    assert!(
-        irq["delivered"].as_u64().unwrap() > 1000,
-        "the host's rings arrived: {irq}"
-    );
-}
-
-#[test]
 fn a_warning_in_a_users_module_is_expected_and_points_at_its_source_line() {
     let dir = scratch("warn");
-    let src = dir.path().join("warner");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("Kbuild"), "obj-m += warner.o\n").unwrap();
-    std::fs::write(
-        src.join("warner.c"),
+    let src = module_dir(
+        dir.path(),
+        "warner",
         "#include <linux/module.h>\n#include <linux/bug.h>\nstatic noinline void warner_check(int v)\n{\n\tWARN_ON(v != 0);\n}\nstatic int __init warner_init(void) { warner_check(1); return 0; }\nstatic void __exit warner_exit(void) {}\nmodule_init(warner_init);\nmodule_exit(warner_exit);\nMODULE_LICENSE(\"GPL\");\n",
-    )
-    .unwrap();
-    let scenario = dir.path().join("warn.yaml");
-    std::fs::write(
-        &scenario,
+    );
+    let scenario = scenario_file(
+        dir.path(),
+        "warn",
         "name: warn\nsteps:\n  - load: warner\n  - unload: warner\nexpect:\n  findings:\n    - { kind: warning, module: warner, title: warner_check }\n",
-    )
-    .unwrap();
-    let out = modharness()
-        .arg("run")
-        .arg(&scenario)
-        .arg("--modules")
-        .arg(&src)
-        .args(["--accel=tcg", "--out"])
-        .arg(dir.path().join("out"))
-        .output()
-        .unwrap();
+    );
+    let out = run(dir.path(), &[&scenario, &"--modules", &src]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let report = report(&dir.path().join("out"));
     let frames = scenarios(&report)[0]["findings"][0]["frames"].to_string();

@@ -100,6 +100,28 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order (a new variant belongs here too: `every_kind_is_listed_once`
+    /// checks the names are distinct and round-trip).
+    pub const ALL: [Kind; 17] = [
+        Kind::Oops,
+        Kind::Panic,
+        Kind::Warning,
+        Kind::Kasan,
+        Kind::Ubsan,
+        Kind::Kfence,
+        Kind::Kcsan,
+        Kind::Lockdep,
+        Kind::HungTask,
+        Kind::SoftLockup,
+        Kind::HardLockup,
+        Kind::RcuStall,
+        Kind::WorkqueueLockup,
+        Kind::Kmemleak,
+        Kind::BadPage,
+        Kind::Bug,
+        Kind::NetdevRefLeak,
+    ];
+
     /// The snake_case name, as serialized.
     pub fn as_str(&self) -> &'static str {
         match self {

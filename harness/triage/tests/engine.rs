@@ -295,3 +295,20 @@ fn a_finding_lists_at_most_a_hundred_frames_of_a_runaway_stack() {
     assert_eq!(frames[0].function, "foo_spin");
     assert_eq!(frames[99].offset, 98, "the innermost frames are kept");
 }
+
+#[test]
+fn every_kind_is_listed_once() {
+    let names: std::collections::BTreeSet<&str> = modharness_triage::Kind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(names.len(), modharness_triage::Kind::ALL.len());
+    for kind in modharness_triage::Kind::ALL {
+        let json = serde_json::to_string(&kind).unwrap();
+        assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        assert_eq!(
+            serde_json::from_str::<modharness_triage::Kind>(&json).unwrap(),
+            kind
+        );
+    }
+}
