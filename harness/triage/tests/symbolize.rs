@@ -9,9 +9,42 @@ use std::process::Command;
 
 use modharness_triage::{triage, Finding, Symbolizer};
 
-/// The kernel headers the captured log's module was built against.
-const HEADERS: &str = "/var/cache/modharness-dev/kernels/debian-6.12.117+deb12-amd64/root/usr/src/\
-                       linux-headers-6.12.117+deb12-amd64";
+/// Debian 6.12 amd64 headers from a modharness kernel cache (the log was captured on 6.12.117):
+/// `$MODHARNESS_CACHE`, the cache the end-to-end tests fill (`target/modharness-cache`, fetched
+/// before this crate's tests run), or a developer's `/var/cache/modharness-dev`.
+fn headers() -> Option<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let caches = std::env::var_os("MODHARNESS_CACHE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            repo.join("target/modharness-cache"),
+            "/var/cache/modharness-dev".into(),
+        ]);
+    caches.into_iter().find_map(|cache| {
+        let mut kernels: Vec<PathBuf> = fs::read_dir(cache.join("kernels"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                name.starts_with("debian-6.12.") && name.ends_with("+deb12-amd64")
+            })
+            .collect();
+        kernels.sort();
+        let kernel = kernels.pop()?;
+        let release = kernel
+            .file_name()?
+            .to_str()?
+            .strip_prefix("debian-")?
+            .to_string();
+        let headers = kernel.join(format!("root/usr/src/linux-headers-{release}"));
+        headers.is_dir().then_some(headers)
+    })
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/symbolize")
@@ -234,17 +267,17 @@ fn findings_saved_before_frames_existed_still_parse() {
 /// a WARN_ON in `symtest_check` (called by the init) and a WARN in the exit.
 #[test]
 fn a_captured_6_12_log_symbolizes_against_the_module_built_from_its_source() {
-    if !Path::new(HEADERS).is_dir() {
-        eprintln!("skipped: no cached 6.12 headers at {HEADERS}");
+    let Some(headers) = headers() else {
+        eprintln!("skipped: no cached Debian 6.12 headers (run the end-to-end tests first)");
         return;
-    }
+    };
     let dir = scratch_dir("symtest");
     for file in ["symtest.c", "Kbuild"] {
         fs::copy(fixtures().join("symtest").join(file), dir.join(file)).unwrap();
     }
     assert!(run(Command::new("make")
         .arg("-C")
-        .arg(HEADERS)
+        .arg(&headers)
         .arg(format!("M={}", dir.display()))
         .args(["CONFIG_DEBUG_INFO_BTF_MODULES=", "modules"])));
     let ko = dir.join("symtest.ko");
