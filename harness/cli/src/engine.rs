@@ -582,8 +582,12 @@ impl ScenarioJob<'_> {
                 seen.own.push(own_finding("vm_crash", title, None));
             }
         }
-        // Source lines for frames in the modules this run built (they carry debug info).
+        // Source lines for frames in the modules this run built (they carry debug info), and in
+        // the kernel when its debug vmlinux was fetched (`images fetch --debug-symbols`).
         let mut symbolizer = Symbolizer::new();
+        if let Some(vmlinux) = kernel::cached_debug_vmlinux(self.kernel, &self.opts.cache_root) {
+            symbolizer.set_vmlinux(&vmlinux);
+        }
         for (guest, host) in &files {
             if let Some(name) = guest
                 .strip_prefix("/modharness/modules/")

@@ -99,9 +99,15 @@ enum ListWhat {
 enum ImagesCommand {
     /// Fetch a kernel into the cache.
     #[command(
-        after_help = "Examples:\n  modharness images fetch debian:latest\n  modharness images fetch debian:6.1.0-54-amd64\n  modharness images fetch debian:latest-rt-amd64"
+        after_help = "Examples:\n  modharness images fetch debian:latest\n  modharness images fetch debian:6.1.0-54-amd64\n  modharness images fetch debian:latest-rt-amd64\n  modharness images fetch debian:latest --debug-symbols   # + file:line on kernel frames"
     )]
-    Fetch { spec: String },
+    Fetch {
+        spec: String,
+        /// Also fetch the kernel's debug vmlinux (Debian's -dbg package, ~1 GB download), so
+        /// findings get file:line on kernel frames too.
+        #[arg(long)]
+        debug_symbols: bool,
+    },
     /// List the cached kernels.
     List,
 }
@@ -431,9 +437,16 @@ fn merge_reports(out: &Path, inputs: &[PathBuf]) -> Result<u8, Failure> {
 fn images(command: ImagesCommand) -> Result<u8, Failure> {
     let root = cache::default_root();
     match command {
-        ImagesCommand::Fetch { spec } => {
+        ImagesCommand::Fetch {
+            spec,
+            debug_symbols,
+        } => {
             let k = kernel::acquire(&spec, &root)?;
             println!("{} {} {}", k.spec, k.release, k.boot_image.display());
+            if debug_symbols {
+                let vmlinux = kernel::fetch_debug_vmlinux(&k, &root)?;
+                println!("debug symbols: {}", vmlinux.display());
+            }
         }
         ImagesCommand::List => {
             for k in kernel::cached(&root) {

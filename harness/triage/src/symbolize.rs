@@ -55,6 +55,17 @@ struct Query {
     address: u64,
 }
 
+/// A source path as a kernel developer reads it: Debian's kernel packages are built in
+/// `debian/build/build_<arch>_<featureset>_<flavour>/`, which says nothing about the source.
+fn source_path(file: String) -> String {
+    match file.split_once("debian/build/build_") {
+        Some((_, rest)) => rest
+            .split_once('/')
+            .map_or(file.clone(), |(_, path)| path.to_string()),
+        None => file,
+    }
+}
+
 impl Symbolizer {
     /// A symbolizer that knows no object yet.
     pub fn new() -> Symbolizer {
@@ -126,7 +137,7 @@ impl Symbolizer {
                     for (query, location) in queries.iter().zip(locations) {
                         if let Some((file, line)) = location {
                             let frame = &mut finding.frames[query.frame];
-                            frame.file = Some(file);
+                            frame.file = Some(source_path(file));
                             frame.line = Some(line);
                         }
                     }
@@ -337,6 +348,15 @@ fn run(tool: &str, args: &[OsArg]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debians_build_directory_is_dropped_from_kernel_paths() {
+        assert_eq!(
+            source_path("debian/build/build_amd64_none_amd64/kernel/time/timer.c".into()),
+            "kernel/time/timer.c"
+        );
+        assert_eq!(source_path("/src/foo/foo.c".into()), "/src/foo/foo.c");
+    }
 
     #[test]
     fn objdump_symbol_lines_give_value_size_and_section() {
