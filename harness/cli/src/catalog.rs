@@ -223,7 +223,8 @@ mod tests {
     fn a_modules_dir_without_kbuild_is_bad_usage() {
         let dir = std::env::temp_dir().join(format!("mh-empty-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let err = Catalog::discover(Path::new("/nonexistent"), &[dir.clone()]).unwrap_err();
+        let err =
+            Catalog::discover(Path::new("/nonexistent"), std::slice::from_ref(&dir)).unwrap_err();
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(err.code, crate::error::EXIT_USAGE);
         assert!(err.message.contains("no Kbuild"), "{}", err.message);

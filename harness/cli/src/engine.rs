@@ -124,7 +124,7 @@ pub async fn run(
         let spec_owned = spec.clone();
         let kernel = tokio::task::spawn_blocking(move || kernel::acquire(&spec_owned, &cache_root))
             .await
-            .map_err(|e| Failure::infra(e))??;
+            .map_err(Failure::infra)??;
         for (parsed, text) in &scenarios {
             parsed.check_modules(text, |name| {
                 catalog::is_known(&catalog, Some(&kernel), name)
@@ -164,7 +164,7 @@ pub async fn run(
                 (catalog.clone(), kernel.clone(), opts.cache_root.clone());
             tokio::task::spawn_blocking(move || catalog::resolve(&catalog, &names, &kernel, &cache))
                 .await
-                .map_err(|e| Failure::infra(e))??
+                .map_err(Failure::infra)??
         };
         // Scenarios run `jobs` at a time; results keep the scenarios' order.
         let (resolved, agent, busybox) = (&resolved, agent.as_path(), busybox.as_path());

@@ -114,7 +114,8 @@ mod tests {
         let leftover = dir.path().join(".tmp-k-99999");
         fs::create_dir_all(leftover.join("half")).unwrap();
         get_or_make(&dir.path().join("k"), |tmp| {
-            Ok(fs::write(tmp.join("f"), b"1").unwrap())
+            fs::write(tmp.join("f"), b"1").unwrap();
+            Ok(())
         })
         .unwrap();
         assert!(!leftover.exists());
@@ -124,7 +125,11 @@ mod tests {
     fn an_existing_entry_is_not_made_again() {
         let dir = tempfile::tempdir().unwrap();
         let entry = dir.path().join("k");
-        get_or_make(&entry, |tmp| Ok(fs::write(tmp.join("f"), b"1").unwrap())).unwrap();
+        get_or_make(&entry, |tmp| {
+            fs::write(tmp.join("f"), b"1").unwrap();
+            Ok(())
+        })
+        .unwrap();
         get_or_make(&entry, |_| panic!("made twice")).unwrap();
         assert_eq!(fs::read(entry.join("f")).unwrap(), b"1");
     }
@@ -140,7 +145,10 @@ mod tests {
                     get_or_make(&entry, |tmp| {
                         made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         std::thread::sleep(std::time::Duration::from_millis(50));
-                        Ok(fs::write(tmp.join("f"), b"1").unwrap())
+                        {
+                            fs::write(tmp.join("f"), b"1").unwrap();
+                            Ok(())
+                        }
                     })
                     .unwrap();
                 });
