@@ -1,4 +1,7 @@
-//! Deduplication of findings across scenarios and kernels: the same title is the same bug.
+//! Deduplication of findings across scenarios and kernels: the same title, blamed on the same
+//! module (or with one side unattributed), is the same bug. A title alone is not enough: when
+//! the fault is in freed module code the title names no function, and different modules'
+//! unload races read alike.
 
 use crate::{Bug, Occurrence, Run};
 
@@ -13,7 +16,13 @@ pub(crate) fn collect(runs: &[Run]) -> Vec<Bug> {
                     release: run.kernel.release.clone(),
                     scenario: scenario.name.clone(),
                 };
-                match bugs.iter_mut().find(|bug| bug.title == finding.title) {
+                let same = |bug: &&mut Bug| {
+                    bug.title == finding.title
+                        && (bug.module.is_none()
+                            || finding.module.is_none()
+                            || bug.module == finding.module)
+                };
+                match bugs.iter_mut().find(same) {
                     Some(bug) => {
                         bug.expected &= finding.expected;
                         if bug.module.is_none() {

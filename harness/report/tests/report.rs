@@ -842,3 +842,29 @@ fn html_lists_bugs_with_where_they_were_found_and_escapes_titles() {
     let first_run_at = page.find("<h2>debian:6.1.0-54-amd64").unwrap();
     assert!(bugs_at < first_run_at, "bugs come before the runs");
 }
+
+#[test]
+fn one_title_blamed_on_two_modules_is_two_bugs() {
+    const TITLE: &str = "BUG: unable to handle page fault";
+    let mut kthread = scenario("kthread-race", Status::Passed);
+    kthread
+        .findings
+        .push(finding("oops", TITLE, Some("race_kthread_buggy"), true));
+    let mut rcu = scenario("rcu-race", Status::Passed);
+    rcu.findings
+        .push(finding("oops", TITLE, Some("race_rcu_buggy"), true));
+    let mut report = shard(
+        "2025-11-25T12:00:00Z",
+        10.0,
+        vec![Run {
+            kernel: kernel("debian:latest", "6.12.117+deb12-amd64"),
+            scenarios: vec![kthread, rcu],
+        }],
+    );
+    report.collect_bugs();
+    let modules: Vec<_> = report.bugs.iter().map(|b| b.module.as_deref()).collect();
+    assert_eq!(
+        modules,
+        [Some("race_kthread_buggy"), Some("race_rcu_buggy")]
+    );
+}
