@@ -146,6 +146,11 @@ static RULES: LazyLock<Vec<(&'static str, Build)>> = LazyLock::new(|| {
         (r"^Oops: (?:Oops: )?[0-9a-f]{4} \[#\d+\]", |_| {
             Start::func(Oops, "Oops", EndTrace).die_header()
         }),
+        // Any other trap that kills the kernel (`Oops: int3: 0000 [#1]`, `bounds`, `overflow`…).
+        (
+            r"^(?:Oops: )+([a-z][a-z0-9 ]*[a-z0-9]): [0-9a-f]{4} \[#\d+\]",
+            |c| Start::func(Oops, &c[1], EndTrace).die_header(),
+        ),
         // The lines that open an oops.
         (
             r"^BUG: unable to handle (?:page fault for address|kernel paging request at):? (?:0x)?([0-9a-fA-F]+)",
@@ -447,6 +452,7 @@ mod tests {
             ("BUG: stack guard page was hit at 00000000e3b0d4a1 (stack is 0..1)", Oops, "BUG: stack guard page was hit"),
             ("traps: PANIC: double fault, error_code: 0x0", Oops, "double fault"),
             ("divide error: 0000 [#1] PREEMPT SMP NOPTI", Oops, "divide error"),
+            ("Oops: int3: 0000 [#1] PREEMPT SMP NOPTI", Oops, "int3"),
             ("Oops: stack segment: 0000 [#1] PREEMPT SMP KASAN NOPTI", Oops, "stack segment fault"),
             ("BUG: KASAN: double-free in mh_exit+0x1c/0x40 [mh]", Kasan, "KASAN: double-free"),
             ("BUG: KASAN: slab-out-of-bounds in foo+0x1/0x2", Kasan, "KASAN: slab-out-of-bounds"),
