@@ -3,7 +3,11 @@
 //!
 //! - `hang`: prints a boot line, then nothing, for ever;
 //! - `die`: prints a boot line and the agent's Ready, then exits with status 1;
-//! - `garbage`: prints invalid UTF-8 and control bytes on the console, then finishes the plan.
+//! - `garbage`: prints invalid UTF-8 and control bytes on the console, then finishes the plan;
+//! - `boot-crash`: an oops and a panic on the console before the agent is up, then it exits as
+//!   QEMU does when the guest resets;
+//! - `boot-crash-once`: `boot-crash` the first time (a marker beside the pid file remembers),
+//!   a clean plan after that.
 //!
 //! With `FAKE_QEMU_PIDFILE` set, it writes its pid there first.
 
@@ -63,10 +67,35 @@ fn main() {
     if let Some(pidfile) = std::env::var_os("FAKE_QEMU_PIDFILE") {
         std::fs::write(pidfile, std::process::id().to_string()).expect("pid file");
     }
-    let mode = std::env::var("FAKE_QEMU_MODE").unwrap_or_default();
+    let mut mode = std::env::var("FAKE_QEMU_MODE").unwrap_or_default();
     console
         .write_all(b"[    0.000000] Linux version 6.1.0-fake\r\n")
         .unwrap();
+    if mode == "boot-crash-once" {
+        let pidfile =
+            std::env::var_os("FAKE_QEMU_PIDFILE").expect("boot-crash-once needs a pid file");
+        let marker = std::path::PathBuf::from(pidfile).with_extension("crashed");
+        mode = if marker.exists() {
+            "clean"
+        } else {
+            "boot-crash"
+        }
+        .to_string();
+        std::fs::write(marker, b"").unwrap();
+    }
+    if mode == "boot-crash" {
+        let oops = "[    2.530508] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\r\n\
+                    [    2.531149] RIP: 0010:sched_clock_tick+0x5/0xb0\r\n\
+                    [    2.531200] Call Trace:\r\n\
+                    [    2.531210]  <TASK>\r\n\
+                    [    2.531220]  sched_clock_init+0x3a/0x60\r\n\
+                    [    2.531230]  </TASK>\r\n\
+                    [    2.531240] ---[ end trace 0000000000000000 ]---\r\n\
+                    [    2.534448] Kernel panic - not syncing: Fatal exception in interrupt\r\n";
+        console.write_all(oops.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        std::process::exit(0);
+    }
     control
         .write_all(b"{\"event\":\"ready\",\"uptime_s\":1.0}\n")
         .unwrap();
@@ -78,6 +107,14 @@ fn main() {
             std::thread::sleep(Duration::from_millis(200));
             eprintln!("qemu-system-x86_64: fake fatal error");
             std::process::exit(1);
+        }
+        "clean" => {
+            control
+                .write_all(b"{\"event\":\"done\",\"ok\":true}\n")
+                .unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
         }
         "garbage" => {
             let mut junk: Vec<u8> = (0u8..=255).collect();

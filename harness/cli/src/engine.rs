@@ -351,6 +351,8 @@ struct Observed {
     unloads_ok: u32,
     /// IRQ storms: (device, raised, delivered, seconds).
     storms: Vec<(String, u64, u64, f64)>,
+    /// The agent said it was up.
+    ready: bool,
     interrupted: bool,
 }
 
@@ -378,12 +380,33 @@ impl ScenarioJob<'_> {
             failures: Vec::new(),
             steps: report::StepStats::default(),
             irq: None,
+            notes: Vec::new(),
         };
-        match self
-            .boot_and_watch(&self.opts.out_dir.join(&log_rel), progress, cancel)
-            .await
-        {
-            Ok(observed) => self.judge(observed, &mut result),
+        let log_path = self.opts.out_dir.join(&log_rel);
+        let mut outcome = self.boot_and_watch(&log_path, progress, cancel).await;
+        if let Some(why) = outcome.as_ref().ok().and_then(Observed::boot_failure) {
+            // Nothing of the scenario ran yet, so this is not its doing (multi-threaded TCG now and
+            // then crashes a kernel patching its own text at boot): boot once more, keeping the
+            // first console log beside the second.
+            let first_log = log_path.with_extension("boot1.log");
+            let _ = std::fs::rename(&log_path, &first_log);
+            result.notes.push(format!(
+                "the first boot failed before any step ran ({why}); booted again (its console: {})",
+                first_log.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            outcome = self.boot_and_watch(&log_path, progress, cancel).await;
+        }
+        match outcome {
+            Ok(observed) => {
+                let boot_failure = observed.boot_failure();
+                self.judge(observed, &mut result);
+                if let Some(why) = boot_failure {
+                    result.status = report::Status::Error;
+                    result.error = Some(format!(
+                        "the guest failed twice while booting, before any step ran: {why}"
+                    ));
+                }
+            }
             Err(e) => result.error = Some(e.message),
         }
         result.duration_s = clock.elapsed().as_secs_f64();
@@ -708,6 +731,20 @@ impl ScenarioJob<'_> {
 }
 
 impl Observed {
+    /// Why the guest never got to the plan, when it crashed, hung or died before the agent was up.
+    fn boot_failure(&self) -> Option<String> {
+        if self.ready || self.interrupted {
+            return None;
+        }
+        let titles: Vec<&str> = self
+            .findings
+            .iter()
+            .map(|f| f.title.as_str())
+            .chain(self.own.iter().map(|f| f.title.as_str()))
+            .collect();
+        (!titles.is_empty()).then(|| titles.join("; "))
+    }
+
     /// Keep findings (up to [`MAX_FINDINGS`]) and tell the audience.
     fn take(
         &mut self,
@@ -768,7 +805,8 @@ impl Observed {
                 seconds,
                 ..
             } => self.storms.push((device, raised, delivered, seconds)),
-            AgentEvent::Ready { .. } | AgentEvent::Done { .. } | AgentEvent::HostStorm { .. } => {}
+            AgentEvent::Ready { .. } => self.ready = true,
+            AgentEvent::Done { .. } | AgentEvent::HostStorm { .. } => {}
         }
     }
 }

@@ -157,3 +157,44 @@ fn a_qemu_that_cannot_start_is_an_infrastructure_error() {
         .unwrap()
         .contains("no-such-qemu"));
 }
+
+#[test]
+fn a_guest_that_crashes_once_before_any_step_is_booted_again_and_passes() {
+    let dir = scratch("bootcrash-once");
+    let out = run_with_fake("boot-crash-once", dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = report(&dir.path().join("out"));
+    let scenario = &scenarios(&report)[0];
+    assert_eq!(scenario["status"], "passed", "{scenario}");
+    let note = scenario["notes"][0].as_str().unwrap();
+    assert!(note.contains("int3 in sched_clock_tick"), "{note}");
+    let log = dir
+        .path()
+        .join("out")
+        .join(scenario["console_log"].as_str().unwrap());
+    assert!(
+        log.with_extension("boot1.log").is_file(),
+        "the first boot's console is kept"
+    );
+}
+
+#[test]
+fn a_guest_that_crashes_at_every_boot_is_an_infrastructure_error() {
+    let dir = scratch("bootcrash");
+    let out = run_with_fake("boot-crash", dir.path());
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let report = report(&dir.path().join("out"));
+    let scenario = &scenarios(&report)[0];
+    assert_eq!(scenario["status"], "error", "{scenario}");
+    assert!(
+        scenario["error"]
+            .as_str()
+            .unwrap()
+            .contains("failed twice while booting"),
+        "{scenario}"
+    );
+    assert_eq!(
+        scenario["findings"][0]["kind"], "oops",
+        "the kernel's own words are kept"
+    );
+}

@@ -136,6 +136,10 @@ pub struct ScenarioResult {
     /// Interrupts an `irq_storm` delivered, as the guest counted them (absent without storms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irq: Option<IrqResult>,
+    /// What the harness did beyond the plan, e.g. booting again after the guest crashed before
+    /// any step ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What the IRQ storms of a scenario delivered, measured in the guest from `/proc/interrupts`.

@@ -48,6 +48,7 @@ fn scenario(name: &str, status: Status) -> ScenarioResult {
             load_unload_per_s: None,
         },
         irq: None,
+        notes: Vec::new(),
     }
 }
 
