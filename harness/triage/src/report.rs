@@ -536,11 +536,28 @@ impl Report {
                 }
             }
         }
-        self.header_frames
+        let named = |f: &&Frame| f.func.as_deref().is_some_and(|func| !is_generic(func));
+        let reliable: Vec<&Frame> = self
+            .header_frames
             .iter()
             .chain(trace)
-            .filter(|f| f.reliable && f.func.as_deref().is_some_and(|func| !is_generic(func)))
-            .collect()
+            .filter(|f| f.reliable)
+            .filter(named)
+            .collect();
+        if !reliable.is_empty() || !self.jumped_into_freed_code() {
+            return reliable;
+        }
+        // Execution jumped into freed module text: the unwinder finds no reliable frame, but the
+        // `?` return addresses left on the stack name the code that made the call
+        // (`call_timer_fn`, `process_one_work`, `rcu_do_batch`, `kthread`).
+        trace.iter().filter(named).collect()
+    }
+
+    /// The instruction pointer is a bare address in the module area: code that was unloaded.
+    fn jumped_into_freed_code(&self) -> bool {
+        self.rip
+            .as_ref()
+            .is_some_and(|r| r.func.is_none() && r.addr.is_some_and(in_module_area))
     }
 
     fn title_prefix(&self) -> Option<String> {
@@ -562,10 +579,7 @@ impl Report {
     fn module(&self, guilty: Option<&Frame>) -> Option<String> {
         let tagged = |f: &&Frame| f.reliable && f.module.is_some();
         let header = self.header_frames.iter().find(tagged);
-        let freed_code = self
-            .rip
-            .as_ref()
-            .is_some_and(|r| r.func.is_none() && r.addr.is_some_and(in_module_area))
+        let freed_code = self.jumped_into_freed_code()
             || self.fault_addr.is_some_and(in_module_area)
             || self.raw_module_frame;
         let freed_module = self.modules.last_unloaded.as_ref().filter(|_| freed_code);
