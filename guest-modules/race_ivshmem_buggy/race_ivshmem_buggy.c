@@ -4,8 +4,8 @@
  * device enabled, as if the PCI core undid what probe() set up.
  *
  * A PCI driver for QEMU's ivshmem-doorbell device (1af4:1110), the same as
- * mh_ivshmem: MSI-X, every vector requested as "mh_ivshmem", interrupts
- * counted in a kmalloc'd struct. modharness rings the doorbells from the
+ * race_ivshmem_fixed: MSI-X, every vector requested as "mh_ivshmem",
+ * interrupts counted in a kmalloc'd struct. modharness rings the doorbells from the
  * host, so the interrupts keep coming whatever the guest does.
  *
  * remove() only releases the regions and kfree()s its state: no free_irq(),

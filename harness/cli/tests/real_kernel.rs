@@ -216,8 +216,8 @@ fn a_host_raised_ivshmem_storm_reaches_the_guest_driver() {
     let dir = scratch("hoststorm");
     let irq = storm(
         dir.path(),
-        "mh_ivshmem",
-        "mh_ivshmem",
+        "race_ivshmem_fixed",
+        "race_ivshmem_fixed",
         "{ device: ivshmem, rate: 20000, duration: 1s }",
     );
     assert_eq!(irq["device"], "ivshmem", "{irq}");
