@@ -33,7 +33,8 @@
 //!
 //! **Collateral damage**: a report printed by a kernel that had already oopsed (taint flag `D`)
 //! right after that oops, in the same context, is folded into the oops's finding (a task dying
-//! of its oops faults again; the stall that follows).
+//! of its oops faults again; the stall that follows). One from another context that names no
+//! module is blamed on the module of the oops that killed the kernel.
 //!
 //! **Frames**: each finding lists its crash site (`RIP:`) and first call trace as printed
 //! (`func+0xOFFSET/0xSIZE [mod]`); a [`Symbolizer`] given the module objects (and optionally a
@@ -244,6 +245,8 @@ pub struct Triage {
     recent: Vec<(Option<Caller>, VecDeque<Line>)>,
     /// (kind, title, module) of findings of repeating kinds already given out.
     reported: HashSet<(Kind, String, Option<String>)>,
+    /// The module blamed for the last oops: the kernel has been dying of it since.
+    killed_by: Option<String>,
 }
 
 impl Triage {
@@ -467,7 +470,17 @@ impl Triage {
 
     /// Adds a finished report's finding, unless it repeats one already given.
     fn give_out(&mut self, report: Report, out: &mut Vec<Finding>) {
-        let finding = report.finish();
+        let after_oops = report.after_oops();
+        let mut finding = report.finish();
+        // A kernel that has oopsed (taint `D`) may crash again anywhere, on any CPU, in code
+        // that trips over what the first crash left: a report that names no module of its own
+        // is blamed on what killed the kernel.
+        if after_oops && finding.module.is_none() {
+            finding.module.clone_from(&self.killed_by);
+        }
+        if finding.kind == Kind::Oops && finding.module.is_some() {
+            self.killed_by.clone_from(&finding.module);
+        }
         if finding.kind.repeats() && !finding.panicked {
             let key = (finding.kind, finding.title.clone(), finding.module.clone());
             if !self.reported.insert(key) {
