@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
@@ -80,7 +81,7 @@ pub enum Progress {
     /// A scenario ended.
     ScenarioFinished {
         kernel: String,
-        result: report::ScenarioResult,
+        result: Box<report::ScenarioResult>,
     },
 }
 
@@ -191,7 +192,7 @@ pub async fn run(
                 let result = job.run(&progress, &mut cancel).await;
                 let _ = progress.send(Progress::ScenarioFinished {
                     kernel: kernel.spec.clone(),
-                    result: result.clone(),
+                    result: Box::new(result.clone()),
                 });
                 Some(result)
             }
@@ -432,6 +433,7 @@ impl ScenarioJob<'_> {
         }
     }
 
+    /// Boot the scenario's VM, run its plan, and collect what happened.
     async fn boot_and_watch(
         &self,
         log_path: &Path,
@@ -440,7 +442,6 @@ impl ScenarioJob<'_> {
     ) -> Result<Observed> {
         let work = WorkDir::new()?;
         let plan = self.plan();
-        let plan_json = serde_json::to_vec(&plan).expect("plans serialize");
         let files: Vec<(String, PathBuf)> = self
             .resolved
             .files
@@ -448,28 +449,51 @@ impl ScenarioJob<'_> {
             .filter(|(guest, _)| plan.modules.values().flatten().any(|p| p == guest))
             .cloned()
             .collect();
+        let initrd = self.write_initrd(&work, &plan, &files)?;
+        if let Some(parent) = log_path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Failure::infra(format!("{}: {e}", parent.display())))?;
+        }
+        let log = std::fs::File::create(log_path)
+            .map_err(|e| Failure::infra(format!("{}: {e}", log_path.display())))?;
+        let config = self.vm_config(&work, initrd);
+        let (machine, doorbell) = self.start(&config).await?;
+        let mut seen = self.watch(machine, doorbell, log, progress, cancel).await;
+        self.symbolize(&files, &mut seen.findings);
+        // A hang with a kernel explanation (hung task, lockup) is that explanation, not a hang.
+        if !seen.findings.is_empty() {
+            seen.own.retain(|f| f.kind != "hang");
+        }
+        Ok(seen)
+    }
+
+    /// The initramfs: agent, plan, modules, and busybox when the plan runs shell commands.
+    fn write_initrd(
+        &self,
+        work: &WorkDir,
+        plan: &Plan,
+        files: &[(String, PathBuf)],
+    ) -> Result<PathBuf> {
+        let plan_json = serde_json::to_vec(plan).expect("plans serialize");
         let image = initramfs::build(&initramfs::Contents {
             agent: self.agent,
             busybox: any_step(&plan.steps, &|s| matches!(s, Step::Shell { .. }))
                 .then_some(self.busybox),
             plan_json: &plan_json,
             plan_path: PLAN_PATH,
-            modules: &files,
+            modules: files,
         })?;
         let initrd = work.path.join("initrd.cpio");
         std::fs::write(&initrd, image)
             .map_err(|e| Failure::infra(format!("{}: {e}", initrd.display())))?;
-        if let Some(parent) = log_path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Failure::infra(format!("{}: {e}", parent.display())))?;
-        }
-        let mut log = std::fs::File::create(log_path)
-            .map_err(|e| Failure::infra(format!("{}: {e}", log_path.display())))?;
+        Ok(initrd)
+    }
 
+    fn vm_config(&self, work: &WorkDir, initrd: PathBuf) -> VmConfig {
         let settings = &self.scenario.vm;
         let devices = vm_devices(self.scenario);
         let host_storm = storms(&self.scenario.steps, "ivshmem");
-        let config = VmConfig {
+        VmConfig {
             qemu: self.opts.qemu.clone(),
             accel: self.accel,
             machine: if devices.is_empty() && !host_storm {
@@ -487,7 +511,11 @@ impl ScenarioJob<'_> {
             qmp_socket: work.path.join("qmp.sock"),
             devices,
             doorbell: host_storm.then(|| work.path.join("ivshmem.sock")),
-        };
+        }
+    }
+
+    /// Start QEMU, and the doorbell server of a host-raised storm beside it.
+    async fn start(&self, config: &VmConfig) -> Result<(vm::Vm, Option<Arc<DoorbellServer>>)> {
         // QEMU waits for the doorbell server's handshake while it builds the machine, so the
         // server must already be accepting when QEMU starts.
         let doorbell = match &config.doorbell {
@@ -496,12 +524,12 @@ impl ScenarioJob<'_> {
                     .map_err(|e| Failure::infra(format!("{}: {e}", socket.display())))?;
                 Some(tokio::spawn(async move {
                     tokio::time::timeout(START_TIMEOUT, server.accept()).await??;
-                    std::io::Result::Ok(std::sync::Arc::new(server))
+                    std::io::Result::Ok(Arc::new(server))
                 }))
             }
             None => None,
         };
-        let mut machine = vm::launch(&config, START_TIMEOUT)
+        let machine = vm::launch(config, START_TIMEOUT)
             .await
             .map_err(|e| Failure::infra(format!("{}: {e}", self.scenario.name)))?;
         let doorbell = match doorbell {
@@ -512,7 +540,20 @@ impl ScenarioJob<'_> {
             ),
             None => None,
         };
+        Ok((machine, doorbell))
+    }
 
+    /// Follow the running VM until the plan is done and the console has settled, the kernel
+    /// panicked, QEMU exited, the timeout passed or the run was cancelled; then end QEMU.
+    async fn watch(
+        &self,
+        mut machine: vm::Vm,
+        doorbell: Option<Arc<DoorbellServer>>,
+        mut log: std::fs::File,
+        progress: &mpsc::UnboundedSender<Progress>,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Observed {
+        let settings = &self.scenario.vm;
         let mut seen = Observed::default();
         let mut triage = Triage::new();
         let deadline = tokio::time::Instant::now() + settings.timeout;
@@ -605,13 +646,18 @@ impl ScenarioJob<'_> {
                 seen.own.push(own_finding("vm_crash", title, None));
             }
         }
-        // Source lines for frames in the modules this run built (they carry debug info), and in
-        // the kernel when its debug vmlinux was fetched (`images fetch --debug-symbols`).
+        let _ = log.flush();
+        seen
+    }
+
+    /// Source lines for frames in the modules this run built (they carry debug info), and in
+    /// the kernel when its debug vmlinux was fetched (`images fetch --debug-symbols`).
+    fn symbolize(&self, files: &[(String, PathBuf)], findings: &mut [Finding]) {
         let mut symbolizer = Symbolizer::new();
         if let Some(vmlinux) = kernel::cached_debug_vmlinux(self.kernel, &self.opts.cache_root) {
             symbolizer.set_vmlinux(&vmlinux);
         }
-        for (guest, host) in &files {
+        for (guest, host) in files {
             if let Some(name) = guest
                 .strip_prefix("/modharness/modules/")
                 .and_then(|f| f.strip_suffix(".ko"))
@@ -619,15 +665,9 @@ impl ScenarioJob<'_> {
                 symbolizer.add_module(name, host);
             }
         }
-        for finding in &mut seen.findings {
+        for finding in findings {
             symbolizer.symbolize(finding);
         }
-        // A hang with a kernel explanation (hung task, lockup) is that explanation, not a hang.
-        if !seen.findings.is_empty() {
-            seen.own.retain(|f| f.kind != "hang");
-        }
-        let _ = log.flush();
-        Ok(seen)
     }
 
     fn judge(&self, mut seen: Observed, result: &mut report::ScenarioResult) {
