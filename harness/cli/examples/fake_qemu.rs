@@ -7,9 +7,16 @@
 //! - `boot-crash`: an oops and a panic on the console before the agent is up, then it exits as
 //!   QEMU does when the guest resets;
 //! - `boot-crash-once`: `boot-crash` the first time (a marker beside the pid file remembers),
-//!   a clean plan after that.
+//!   a clean plan after that;
+//! - `silent`: prints a boot line, and the agent never comes up;
+//! - `kvm-silent`, `kvm-stall`, `kvm-abort`: under `-accel kvm`, nothing at all / a boot line
+//!   and then nothing / QEMU's abort at vCPU setup, as hosts with a `/dev/kvm` that does not
+//!   work do; `clean` under TCG;
+//! - `kvm-probe-only`: under KVM the first boot (the accelerator probe) is up at once and every
+//!   later one stalls; under TCG the agent comes up after a second, then `clean`.
 //!
-//! With `FAKE_QEMU_PIDFILE` set, it writes its pid there first.
+//! With `FAKE_QEMU_PIDFILE` set, it writes its pid there first. With `FAKE_QEMU_LOG` set, it
+//! appends the accelerator of each start there (`kvm` or `tcg`), one line per start.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -48,6 +55,21 @@ fn serve_qmp(listener: UnixListener) {
     }
 }
 
+/// Append this start's accelerator to `FAKE_QEMU_LOG`; how many KVM starts it held before.
+fn record_start(kvm: bool) -> usize {
+    let Some(log) = std::env::var_os("FAKE_QEMU_LOG") else {
+        return 0;
+    };
+    let before = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("FAKE_QEMU_LOG");
+    writeln!(file, "{}", if kvm { "kvm" } else { "tcg" }).unwrap();
+    before.lines().filter(|l| *l == "kvm").count()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--version") {
@@ -59,6 +81,13 @@ fn main() {
         .find_map(|a| a.strip_prefix("unix:").and_then(|r| r.split(',').next()))
         .expect("a -qmp unix: socket")
         .to_string();
+    let kvm = args.windows(2).any(|w| w[0] == "-accel" && w[1] == "kvm");
+    let earlier_kvm_starts = record_start(kvm);
+    let mut mode = std::env::var("FAKE_QEMU_MODE").unwrap_or_default();
+    if mode == "kvm-abort" && kvm {
+        eprintln!("qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69");
+        std::process::abort();
+    }
     let mut console = UnixStream::connect(option_path(&args, "console")).expect("console");
     let mut control = UnixStream::connect(option_path(&args, "control")).expect("control");
     let qmp = UnixListener::bind(qmp_path).expect("qmp socket");
@@ -67,10 +96,35 @@ fn main() {
     if let Some(pidfile) = std::env::var_os("FAKE_QEMU_PIDFILE") {
         std::fs::write(pidfile, std::process::id().to_string()).expect("pid file");
     }
-    let mut mode = std::env::var("FAKE_QEMU_MODE").unwrap_or_default();
-    console
-        .write_all(b"[    0.000000] Linux version 6.1.0-fake\r\n")
-        .unwrap();
+    if kvm && (mode == "kvm-silent" || (mode == "kvm-probe-only" && earlier_kvm_starts > 0)) {
+        mode = "silent-console".into();
+    }
+    if mode != "silent-console" {
+        console
+            .write_all(b"[    0.000000] Linux version 6.1.0-fake\r\n")
+            .unwrap();
+    }
+    match mode.as_str() {
+        "kvm-stall" if kvm => mode = "silent".into(),
+        "kvm-silent" | "kvm-stall" | "kvm-abort" => mode = "clean".into(),
+        "kvm-probe-only" => {
+            if !kvm {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            mode = "clean".into();
+        }
+        _ => {}
+    }
+    if mode == "silent" || mode == "silent-console" {
+        if mode == "silent" {
+            console
+                .write_all(b"[    0.000000] Booting paravirtualized kernel on KVM\r\n")
+                .unwrap();
+        }
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    }
     if mode == "boot-crash-once" {
         let pidfile =
             std::env::var_os("FAKE_QEMU_PIDFILE").expect("boot-crash-once needs a pid file");

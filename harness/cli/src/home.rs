@@ -36,3 +36,12 @@ pub fn qemu_binary() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
 }
+
+/// The KVM device node: `$MODHARNESS_KVM_DEVICE`, else `/dev/kvm`. Its absence means TCG
+/// without a probe; tests point it at a file of their own so that `auto` really probes.
+pub fn kvm_device() -> PathBuf {
+    std::env::var_os("MODHARNESS_KVM_DEVICE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/dev/kvm"))
+}

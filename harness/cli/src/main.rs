@@ -127,7 +127,8 @@ struct RunArgs {
     /// Output directory (default: a new directory under ./modharness-out/, linked as latest).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Accelerator: auto probes KVM with a timeout and falls back to TCG.
+    /// Accelerator: auto boots the kernel under KVM and TCG at once and keeps KVM only when its
+    /// agent is up first (remembered for a day); a KVM guest that does not boot falls back to TCG.
     #[arg(long, value_enum, default_value = "auto")]
     accel: AccelArg,
     /// Scenarios to run at once, each in its own VM (each VM takes its `cpus` host threads).
@@ -242,6 +243,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         cache_root: cache::default_root(),
         qemu: home::qemu_binary(),
         agent: home::agent_binary(),
+        kvm_device: home::kvm_device(),
     };
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::infra)?;
     runtime.block_on(async move {
@@ -296,7 +298,12 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
 fn print_progress(event: &Progress) {
     match event {
         Progress::Kernel { spec, release } => eprintln!("kernel {spec}: {release}"),
-        Progress::Accel(accel) => eprintln!("accelerator: {accel}"),
+        Progress::Accel { kernel, accel, why } => {
+            eprintln!("[{kernel}] accelerator: {accel} ({why})")
+        }
+        Progress::AccelFallback { scenario, why } => {
+            eprintln!("  {scenario}: under kvm the guest did not boot ({why}); tcg from now on")
+        }
         Progress::ScenarioStarted { kernel, scenario } => {
             eprintln!("[{kernel}] {scenario}: booting")
         }

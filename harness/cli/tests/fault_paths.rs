@@ -6,30 +6,10 @@ mod common;
 
 use common::*;
 
-/// `modharness run` of a scenario that boots nothing real (the fake QEMU never reads the kernel
-/// or initrd), not yet started.
+/// `modharness run` of the fake scenario under TCG, not yet started.
 fn command_with_fake(mode: &str, out: &std::path::Path) -> std::process::Command {
-    let scenario = out.join("fake.yaml");
-    std::fs::write(
-        &scenario,
-        "name: fake\nvm: { timeout: 3s }\nsteps:\n  - sleep: 10ms\n",
-    )
-    .unwrap();
-    // A local "kernel" so nothing is fetched: a file that is not a bzImage is booted as is.
-    let kernel = out.join("vmlinux");
-    std::fs::write(&kernel, b"not a kernel").unwrap();
-    let mut cmd = modharness();
-    cmd.arg("run")
-        .arg(&scenario)
-        .arg("--kernel")
-        .arg(format!("path:{}", kernel.display()))
-        .arg("--accel=tcg")
-        .arg("--out")
-        .arg(out.join("out"))
-        .env("MODHARNESS_QEMU", fake_qemu())
-        .env("MODHARNESS_CACHE", out.join("cache"))
-        .env("FAKE_QEMU_MODE", mode)
-        .env("FAKE_QEMU_PIDFILE", out.join("qemu.pid"));
+    let mut cmd = fake_run(mode, out);
+    cmd.arg("--accel=tcg");
     cmd
 }
 

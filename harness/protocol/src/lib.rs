@@ -83,6 +83,18 @@ impl Step {
     }
 }
 
+/// Whether any step of `steps`, at any depth, satisfies `wanted`.
+pub fn any_step(steps: &[Step], wanted: &impl Fn(&Step) -> bool) -> bool {
+    steps.iter().any(|step| {
+        wanted(step)
+            || match step {
+                Step::Repeat { steps, .. } => any_step(steps, wanted),
+                Step::Parallel { branches } => branches.iter().any(|b| any_step(b, wanted)),
+                _ => false,
+            }
+    })
+}
+
 /// A message from the agent to the host.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -165,6 +177,19 @@ mod tests {
             output: None,
         };
         assert_eq!(Event::parse_line(&ev.to_line()), Some(ev));
+    }
+
+    #[test]
+    fn any_step_looks_inside_repeats_and_parallel_branches() {
+        let sleep = Step::Sleep { ms: 1 };
+        let nested = vec![Step::Repeat {
+            times: 2,
+            steps: vec![Step::Parallel {
+                branches: vec![vec![], vec![sleep.clone()]],
+            }],
+        }];
+        assert!(any_step(&nested, &|s| *s == sleep));
+        assert!(!any_step(&nested, &|s| matches!(s, Step::Shell { .. })));
     }
 
     #[test]

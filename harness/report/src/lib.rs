@@ -82,7 +82,8 @@ pub struct Occurrence {
 pub struct Host {
     /// QEMU version, e.g. `7.2.22`.
     pub qemu: String,
-    /// The accelerator actually used: `kvm` or `tcg`.
+    /// The accelerator actually used: `kvm` or `tcg` (the first kernel's; each run and scenario
+    /// says its own).
     pub accel: String,
 }
 
@@ -91,6 +92,12 @@ pub struct Host {
 pub struct Run {
     /// The kernel the scenarios ran on.
     pub kernel: KernelInfo,
+    /// The accelerator its scenarios ended up using: `kvm` or `tcg`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
+    /// Why, e.g. `kvm: no agent within 2.6 s, tcg's time` (the accelerator probe's words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel_why: Option<String>,
     /// One result per scenario, in the order they ran.
     pub scenarios: Vec<ScenarioResult>,
 }
@@ -140,6 +147,9 @@ pub struct ScenarioResult {
     /// any step ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The accelerator the scenario ran under: `kvm` or `tcg`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
 }
 
 /// What the IRQ storms of a scenario delivered, measured in the guest from `/proc/interrupts`.

@@ -49,6 +49,7 @@ fn scenario(name: &str, status: Status) -> ScenarioResult {
         },
         irq: None,
         notes: Vec::new(),
+        accel: None,
     }
 }
 
@@ -102,6 +103,8 @@ fn sample_report() -> Report {
             accel: "tcg".to_owned(),
         },
         runs: vec![Run {
+            accel: None,
+            accel_why: None,
             kernel: kernel("debian:6.1.0-54-amd64", "6.1.0-54-amd64"),
             scenarios: vec![passed, failed, error],
         }],
@@ -439,6 +442,8 @@ fn shard(started_at: &str, duration_s: f64, runs: Vec<Run>) -> Report {
 
 fn run_of(spec: &str, names: &[&str]) -> Run {
     Run {
+        accel: None,
+        accel_why: None,
         kernel: kernel(spec, spec.trim_start_matches("debian:")),
         scenarios: names
             .iter()
@@ -639,10 +644,14 @@ fn report_with_repeated_bugs() -> Report {
         10.0,
         vec![
             Run {
+                accel: None,
+                accel_why: None,
                 kernel: kernel("debian:6.1.0-54-amd64", "6.1.0-54-amd64"),
                 scenarios: vec![timer, work, leak],
             },
             Run {
+                accel: None,
+                accel_why: None,
                 kernel: kernel("debian:latest", "6.12.117+deb12-amd64"),
                 scenarios: vec![timer_612],
             },
@@ -743,6 +752,8 @@ fn merge_recomputes_bugs_over_all_shards() {
         "2025-11-25T12:00:05Z",
         10.0,
         vec![Run {
+            accel: None,
+            accel_why: None,
             kernel: kernel("debian:6.1.0-54-amd64", "6.1.0-54-amd64"),
             scenarios: vec![{
                 let mut selfput = scenario("selfput-race", Status::Failed);
@@ -858,6 +869,8 @@ fn one_title_blamed_on_two_modules_is_two_bugs() {
         "2025-11-25T12:00:00Z",
         10.0,
         vec![Run {
+            accel: None,
+            accel_why: None,
             kernel: kernel("debian:latest", "6.12.117+deb12-amd64"),
             scenarios: vec![kthread, rcu],
         }],

@@ -167,10 +167,14 @@ pub async fn launch(cfg: &VmConfig, start_timeout: Duration) -> Result<Vm, VmErr
     let (console, control, qmp) = match connected {
         Ok(Ok(parts)) => parts,
         Ok(Err(e)) => {
-            let _ = child.start_kill();
+            // Usually QEMU died while the sockets connected: what it said is the real reason.
+            let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+            // SAFETY: plain syscall on the group just started.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+            let _ = child.wait().await;
             return Err(VmError::Start {
                 why: format!("connecting to QEMU failed: {e}"),
-                stderr: String::new(),
+                stderr: stderr_text.await.unwrap_or_default(),
             });
         }
         Err(_) => {

@@ -90,3 +90,30 @@ pub fn process_alive(pid: i32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// `modharness run` of a scenario that boots nothing real (the fake QEMU never reads the kernel
+/// or initrd) in `out`, with the fake in `mode`, not yet started; the accelerator is left to the
+/// caller.
+pub fn fake_run(mode: &str, out: &Path) -> Command {
+    let scenario = out.join("fake.yaml");
+    std::fs::write(
+        &scenario,
+        "name: fake\nvm: { timeout: 3s }\nsteps:\n  - sleep: 10ms\n",
+    )
+    .unwrap();
+    // A local "kernel" so nothing is fetched: a file that is not a bzImage is booted as is.
+    let kernel = out.join("vmlinux");
+    std::fs::write(&kernel, b"not a kernel").unwrap();
+    let mut cmd = modharness();
+    cmd.arg("run")
+        .arg(&scenario)
+        .arg("--kernel")
+        .arg(format!("path:{}", kernel.display()))
+        .arg("--out")
+        .arg(out.join("out"))
+        .env("MODHARNESS_QEMU", fake_qemu())
+        .env("MODHARNESS_CACHE", out.join("cache"))
+        .env("FAKE_QEMU_MODE", mode)
+        .env("FAKE_QEMU_PIDFILE", out.join("qemu.pid"));
+    cmd
+}

@@ -1,0 +1,178 @@
+//! Stage 4 of a scenario: from what was observed to a verdict. Findings get source lines, the
+//! memory samples a leak verdict, and everything is matched against the scenario's expectations.
+
+use std::path::{Path, PathBuf};
+
+use modharness_images::kernel::{self, Kernel};
+use modharness_report as report;
+use modharness_scenario::{self as scenario, FoundFinding, Scenario};
+use modharness_triage::{Finding, Symbolizer};
+
+use super::watch::{Observed, Storm};
+use crate::memory;
+
+/// A finding the harness makes itself (`hang`, `vm_crash`, `leak`), not the kernel.
+pub(crate) fn own_finding(
+    kind: &str,
+    title: String,
+    module: Option<String>,
+) -> report::FindingEntry {
+    report::FindingEntry {
+        kind: kind.into(),
+        title,
+        module,
+        ..Default::default()
+    }
+}
+
+/// Source lines for frames in the modules this run built (they carry debug info), and in the
+/// kernel when its debug vmlinux was fetched (`images fetch --debug-symbols`).
+pub(crate) fn symbolize(
+    kernel: &Kernel,
+    cache_root: &Path,
+    files: &[(String, PathBuf)],
+    findings: &mut [Finding],
+) {
+    let mut symbolizer = Symbolizer::new();
+    if let Some(vmlinux) = kernel::cached_debug_vmlinux(kernel, cache_root) {
+        symbolizer.set_vmlinux(&vmlinux);
+    }
+    for (guest, host) in files {
+        if let Some(name) = guest
+            .strip_prefix("/modharness/modules/")
+            .and_then(|f| f.strip_suffix(".ko"))
+        {
+            symbolizer.add_module(name, host);
+        }
+    }
+    for finding in findings {
+        symbolizer.symbolize(finding);
+    }
+}
+
+/// Totals over a scenario's storms, for the report.
+fn storm_totals(storms: &[Storm]) -> Option<report::IrqResult> {
+    if storms.is_empty() {
+        return None;
+    }
+    let mut devices: Vec<&str> = storms.iter().map(|s| s.device.as_str()).collect();
+    devices.dedup();
+    let delivered: u64 = storms.iter().map(|s| s.delivered).sum();
+    let seconds: f64 = storms.iter().map(|s| s.seconds).sum();
+    Some(report::IrqResult {
+        device: devices.join("+"),
+        delivered,
+        per_second: if seconds > 0.0 {
+            delivered as f64 / seconds
+        } else {
+            0.0
+        },
+        raised: storms.iter().map(|s| s.raised).sum(),
+    })
+}
+
+/// The memory verdict, and a `leak` finding when it is one.
+fn judge_memory(scenario: &Scenario, seen: &mut Observed) -> Option<report::MemoryResult> {
+    if seen.memory.len() < 2 {
+        return None;
+    }
+    let bound = scenario
+        .expect
+        .memory
+        .as_ref()
+        .map_or(memory::DEFAULT_MAX_LEAK_BYTES_PER_CYCLE, |m| {
+            m.max_leak_bytes_per_cycle
+        });
+    let verdict = memory::judge(&seen.memory, bound);
+    if verdict.verdict == "leak" {
+        let loaded: Vec<String> = scenario.module_names().into_iter().collect();
+        let title = format!(
+            "memory leak of {} bytes per cycle over {} cycles",
+            verdict.bytes_per_cycle, verdict.cycles
+        );
+        let module = (loaded.len() == 1).then(|| loaded[0].clone());
+        seen.own.push(own_finding("leak", title, module));
+    }
+    Some(report::MemoryResult {
+        cycles: verdict.cycles,
+        leak_bytes_per_cycle: verdict.bytes_per_cycle,
+        verdict: verdict.verdict.into(),
+    })
+}
+
+/// Fill `result` from what was seen: findings (each marked expected or not), memory, steps,
+/// storms, failures and the status.
+pub(crate) fn judge(scenario: &Scenario, mut seen: Observed, result: &mut report::ScenarioResult) {
+    result.memory = judge_memory(scenario, &mut seen);
+    let mut entries: Vec<report::FindingEntry> = seen
+        .findings
+        .iter()
+        .map(|f| report::FindingEntry {
+            kind: f.kind.as_str().into(),
+            title: f.title.clone(),
+            module: f.module.clone(),
+            expected: false,
+            time_s: f.time_s,
+            panicked: f.panicked,
+            corrupted: f.corrupted,
+            frames: f.frames.iter().map(ToString::to_string).collect(),
+        })
+        .collect();
+    entries.append(&mut seen.own);
+    let found: Vec<FoundFinding<'_>> = entries
+        .iter()
+        .map(|f| FoundFinding {
+            kind: &f.kind,
+            module: f.module.as_deref(),
+            title: &f.title,
+        })
+        .collect();
+    let judgement = scenario::judge(&scenario.expect, &found);
+    let mut failures = Vec::new();
+    for (entry, expected) in entries.iter().zip(&judgement.expected) {
+        if !expected {
+            failures.push(format!(
+                "unexpected {}: {}{}",
+                entry.kind,
+                entry.title,
+                entry
+                    .module
+                    .as_ref()
+                    .map_or(String::new(), |m| format!(" (module {m})"))
+            ));
+        }
+    }
+    for &missing in &judgement.missing {
+        let want = &scenario.expect.findings[missing];
+        failures.push(format!(
+            "expected {}{} did not appear",
+            want.kind,
+            want.module
+                .as_ref()
+                .map_or(String::new(), |m| format!(" from module {m}"))
+        ));
+    }
+    // When a crash is expected, steps after it failing is the crash's doing.
+    if scenario.expect.findings.is_empty() {
+        failures.extend(seen.step_failures.iter().take(5).cloned());
+    }
+    for (entry, expected) in entries.iter_mut().zip(judgement.expected) {
+        entry.expected = expected;
+    }
+    if seen.unloads_ok > 0 && seen.load_unload_ms > 0.0 {
+        seen.steps.load_unload_per_s =
+            Some(seen.unloads_ok as f64 / (seen.load_unload_ms / 1000.0));
+    }
+    result.findings = entries;
+    result.steps = seen.steps;
+    result.irq = storm_totals(&seen.storms);
+    result.status = if seen.interrupted {
+        result.error = Some("interrupted".into());
+        report::Status::Error
+    } else if failures.is_empty() {
+        report::Status::Passed
+    } else {
+        report::Status::Failed
+    };
+    result.failures = failures;
+}

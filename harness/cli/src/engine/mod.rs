@@ -1,0 +1,439 @@
+//! `modharness run`: kernels × scenarios, each scenario in a fresh VM, in four stages:
+//! [`plan`] (what the guest is given), [`boot`] (QEMU started), [`watch`] (the running VM
+//! followed) and [`judge`] (what was seen against what was expected). [`accel`] chooses the
+//! accelerator by a real boot and falls back to TCG when a KVM guest does not come up.
+
+mod accel;
+mod boot;
+mod judge;
+mod plan;
+mod watch;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use futures::StreamExt;
+use modharness_images::{initramfs, kernel, kernel::Kernel};
+use modharness_report as report;
+use modharness_scenario::{self as scenario, Scenario};
+use modharness_vm::{self as vm, Accel};
+use tokio::sync::{mpsc, watch as signal};
+
+pub use accel::AccelChoice;
+
+use crate::catalog::{self, Catalog};
+use crate::error::{Failure, Result};
+use accel::Selector;
+use boot::WorkDir;
+use plan::Shape;
+use watch::{Observed, Watch};
+
+/// Everything `run` needs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Scenario files, in order.
+    pub scenarios: Vec<PathBuf>,
+    /// Kernel specs, in order.
+    pub kernels: Vec<String>,
+    /// Users' module source directories.
+    pub module_dirs: Vec<PathBuf>,
+    /// Where report.json, junit.xml and logs/ go.
+    pub out_dir: PathBuf,
+    /// How to choose the accelerator.
+    pub accel: AccelChoice,
+    /// Scenarios run at once (each in its own VM).
+    pub jobs: usize,
+    /// The project directory holding `guest-modules/`.
+    pub home: PathBuf,
+    /// The cache of kernels, module builds and accelerator verdicts.
+    pub cache_root: PathBuf,
+    /// The QEMU binary.
+    pub qemu: PathBuf,
+    /// The guest agent binary.
+    pub agent: PathBuf,
+    /// The KVM device node `auto` looks for before probing (`/dev/kvm`).
+    pub kvm_device: PathBuf,
+}
+
+/// What the engine tells its audience while it works.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// A kernel is ready.
+    Kernel { spec: String, release: String },
+    /// The accelerator for a kernel's scenarios was chosen, and why.
+    Accel {
+        kernel: String,
+        accel: String,
+        why: String,
+    },
+    /// A KVM guest did not come up; this scenario and the later ones run under TCG.
+    AccelFallback { scenario: String, why: String },
+    /// A scenario's VM is starting.
+    ScenarioStarted { kernel: String, scenario: String },
+    /// The kernel printed a crash report.
+    Finding {
+        scenario: String,
+        kind: String,
+        title: String,
+        module: Option<String>,
+    },
+    /// A scenario ended.
+    ScenarioFinished {
+        kernel: String,
+        result: Box<report::ScenarioResult>,
+    },
+}
+
+/// Read and validate every scenario: any error ends the run before anything boots.
+pub fn load_scenarios(files: &[PathBuf]) -> Result<Vec<(Scenario, String)>> {
+    files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Failure::usage(format!("{}: cannot read: {e}", file.display())))?;
+            let parsed = scenario::parse(&text, file)?;
+            Ok((parsed, text))
+        })
+        .collect()
+}
+
+/// Run every scenario on every kernel; the report covers what ran even when `cancel` fires.
+pub async fn run(
+    opts: &RunOptions,
+    progress: mpsc::UnboundedSender<Progress>,
+    cancel: signal::Receiver<bool>,
+) -> Result<report::Report> {
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let scenarios = load_scenarios(&opts.scenarios)?;
+    let catalog = Catalog::discover(&opts.home.join("guest-modules"), &opts.module_dirs)?;
+    let agent = opts.agent.clone();
+    if !agent.is_file() {
+        return Err(Failure::infra(format!(
+            "guest agent {} not found: build it with `cargo build --release` (or set \
+             MODHARNESS_AGENT)",
+            agent.display()
+        )));
+    }
+    let busybox = initramfs::find_busybox()?;
+
+    // Every kernel fetched, every module name checked, before anything boots.
+    let mut kernels = Vec::new();
+    for spec in &opts.kernels {
+        let cache_root = opts.cache_root.clone();
+        let spec_owned = spec.clone();
+        let kernel = tokio::task::spawn_blocking(move || kernel::acquire(&spec_owned, &cache_root))
+            .await
+            .map_err(Failure::infra)??;
+        for (parsed, text) in &scenarios {
+            parsed.check_modules(text, |name| {
+                catalog::is_known(&catalog, Some(&kernel), name)
+            })?;
+        }
+        let _ = progress.send(Progress::Kernel {
+            spec: kernel.spec.clone(),
+            release: kernel.release.clone(),
+        });
+        kernels.push(kernel);
+    }
+
+    let qemu_version = vm::qemu_version(&opts.qemu).await;
+    let mut out = report::Report::new(
+        started,
+        report::Host {
+            qemu: qemu_version.clone(),
+            accel: String::new(),
+        },
+    );
+    for kernel in &kernels {
+        let names: BTreeSet<String> = scenarios
+            .iter()
+            .flat_map(|(s, _)| s.module_names())
+            .collect();
+        let resolved = {
+            let (catalog, kernel, cache) =
+                (catalog.clone(), kernel.clone(), opts.cache_root.clone());
+            tokio::task::spawn_blocking(move || catalog::resolve(&catalog, &names, &kernel, &cache))
+                .await
+                .map_err(Failure::infra)??
+        };
+        let Some((first, _)) = scenarios.first() else {
+            break;
+        };
+        let selector = Selector::decide(
+            opts.accel,
+            &accel::Probe {
+                qemu: &opts.qemu,
+                kernel,
+                shape: Shape::of(first).bare(),
+                agent: &agent,
+                busybox: &busybox,
+                cache_root: &opts.cache_root,
+                kvm_device: &opts.kvm_device,
+                qemu_version: &qemu_version,
+            },
+        )
+        .await;
+        let _ = progress.send(Progress::Accel {
+            kernel: kernel.spec.clone(),
+            accel: accel::name(selector.current()).into(),
+            why: selector.why(),
+        });
+        // Scenarios run `jobs` at a time; results keep the scenarios' order.
+        let (resolved, selector, agent, busybox) =
+            (&resolved, &selector, agent.as_path(), busybox.as_path());
+        let runs = scenarios.iter().map(|(parsed, _)| {
+            let mut cancel = cancel.clone();
+            let progress = progress.clone();
+            async move {
+                if *cancel.borrow() {
+                    return None;
+                }
+                let _ = progress.send(Progress::ScenarioStarted {
+                    kernel: kernel.spec.clone(),
+                    scenario: parsed.name.clone(),
+                });
+                let job = ScenarioJob {
+                    scenario: parsed,
+                    kernel,
+                    resolved,
+                    accel: selector,
+                    opts,
+                    agent,
+                    busybox,
+                };
+                let result = job.run(&progress, &mut cancel).await;
+                let _ = progress.send(Progress::ScenarioFinished {
+                    kernel: kernel.spec.clone(),
+                    result: Box::new(result.clone()),
+                });
+                Some(result)
+            }
+        });
+        let results: Vec<_> = futures::stream::iter(runs)
+            .buffered(opts.jobs.max(1))
+            .collect()
+            .await;
+        let accel_used = accel::name(selector.current()).to_string();
+        if out.host.accel.is_empty() {
+            out.host.accel = accel_used.clone();
+        }
+        out.runs.push(report::Run {
+            kernel: report::KernelInfo {
+                spec: kernel.spec.clone(),
+                release: kernel.release.clone(),
+            },
+            accel: Some(accel_used),
+            accel_why: Some(selector.why()),
+            scenarios: results.into_iter().flatten().collect(),
+        });
+        if *cancel.borrow() {
+            break;
+        }
+    }
+    out.duration_s = clock.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// A file-name-safe form of a kernel release (a local image may say anything).
+pub fn safe_component(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        "_".into()
+    } else {
+        cleaned
+    }
+}
+
+/// One scenario on one kernel.
+struct ScenarioJob<'a> {
+    scenario: &'a Scenario,
+    kernel: &'a Kernel,
+    resolved: &'a catalog::Resolved,
+    accel: &'a Selector,
+    opts: &'a RunOptions,
+    agent: &'a Path,
+    busybox: &'a Path,
+}
+
+impl ScenarioJob<'_> {
+    /// Boot, watch and judge the scenario. A guest that never reached its agent is not the
+    /// scenario's doing: under KVM the run falls back to TCG and boots again; under TCG (where
+    /// multi-threaded emulation now and then crashes a kernel patching its own text at boot) it
+    /// boots once more; a second failure is an infrastructure error. Earlier consoles are kept.
+    async fn run(
+        &self,
+        progress: &mpsc::UnboundedSender<Progress>,
+        cancel: &mut signal::Receiver<bool>,
+    ) -> report::ScenarioResult {
+        let clock = Instant::now();
+        let log_rel = format!(
+            "logs/{}/{}.console.log",
+            safe_component(&self.kernel.release),
+            self.scenario.name
+        );
+        let mut result = report::ScenarioResult {
+            name: self.scenario.name.clone(),
+            file: self.scenario.file.display().to_string(),
+            status: report::Status::Error,
+            duration_s: 0.0,
+            findings: Vec::new(),
+            memory: None,
+            console_log: log_rel.clone(),
+            error: None,
+            failures: Vec::new(),
+            steps: report::StepStats::default(),
+            irq: None,
+            notes: Vec::new(),
+            accel: None,
+        };
+        let log_path = self.opts.out_dir.join(&log_rel);
+        let mut retried_boot = false;
+        let (outcome, accel) = loop {
+            let accel = self.accel.current();
+            let outcome = self
+                .boot_and_watch(&log_path, accel, progress, cancel)
+                .await;
+            let failed_boot = match &outcome {
+                Ok(seen) => seen.boot_failure(),
+                Err(e) if accel == Accel::Kvm => {
+                    Some(e.message.lines().next().unwrap_or("").to_string())
+                }
+                Err(_) => None,
+            };
+            let Some(why) = failed_boot else {
+                break (outcome, accel);
+            };
+            if accel == Accel::Kvm && self.accel.fall_back(&why) {
+                let kept = keep_log(&log_path, "kvm.log");
+                result.notes.push(format!(
+                    "under kvm the guest did not boot ({why}); this scenario and the later ones \
+                     run under tcg (its console: {kept})"
+                ));
+                let _ = progress.send(Progress::AccelFallback {
+                    scenario: self.scenario.name.clone(),
+                    why,
+                });
+            } else if !retried_boot && outcome.is_ok() {
+                retried_boot = true;
+                let kept = keep_log(&log_path, "boot1.log");
+                result.notes.push(format!(
+                    "the first boot failed before any step ran ({why}); booted again (its console: {kept})"
+                ));
+            } else {
+                break (outcome, accel);
+            }
+        };
+        result.accel = Some(accel::name(accel).into());
+        match outcome {
+            Ok(mut observed) => {
+                let boot_failure = observed.boot_failure();
+                if boot_failure.is_some() {
+                    // The harness's own verdicts (hang, vm_crash) would blame the scenario for a
+                    // boot; the kernel's own words are kept.
+                    observed.own.clear();
+                }
+                judge::judge(self.scenario, observed, &mut result);
+                if let Some(why) = boot_failure {
+                    result.status = report::Status::Error;
+                    result.error = Some(format!(
+                        "the guest failed {} while booting, before any step ran: {why}",
+                        if retried_boot { "twice" } else { "under kvm" }
+                    ));
+                }
+            }
+            Err(e) => result.error = Some(e.message),
+        }
+        result.duration_s = clock.elapsed().as_secs_f64();
+        result
+    }
+
+    /// Boot the scenario's VM under `accel`, run its plan, and collect what happened.
+    async fn boot_and_watch(
+        &self,
+        log_path: &Path,
+        accel: Accel,
+        progress: &mpsc::UnboundedSender<Progress>,
+        cancel: &mut signal::Receiver<bool>,
+    ) -> Result<Observed> {
+        let work = WorkDir::new()?;
+        let plan = plan::plan(self.scenario, self.resolved);
+        let files = plan::plan_files(&plan, self.resolved);
+        let initrd = plan::write_initrd(&work, &plan, &files, self.agent, self.busybox)?;
+        if let Some(parent) = log_path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Failure::infra(format!("{}: {e}", parent.display())))?;
+        }
+        let log = std::fs::File::create(log_path)
+            .map_err(|e| Failure::infra(format!("{}: {e}", log_path.display())))?;
+        let config =
+            Shape::of(self.scenario).config(&self.opts.qemu, accel, self.kernel, &work, initrd);
+        let started = boot::start(&config)
+            .await
+            .map_err(|e| Failure::infra(format!("{}: {e}", self.scenario.name)))?;
+        let watch = Watch {
+            scenario: &self.scenario.name,
+            timeout: self.scenario.vm.timeout,
+            ready_within: (accel == Accel::Kvm).then(|| self.accel.kvm_boot_limit()),
+            progress,
+        };
+        let mut seen = watch.follow(started, log, cancel).await;
+        judge::symbolize(
+            self.kernel,
+            &self.opts.cache_root,
+            &files,
+            &mut seen.findings,
+        );
+        // A hang with a kernel explanation (hung task, lockup) is that explanation, not a hang.
+        if !seen.findings.is_empty() {
+            seen.own.retain(|f| f.kind != "hang");
+        }
+        Ok(seen)
+    }
+}
+
+/// Move a failed boot's console log aside as `<name>.<suffix>`; the name it got, for the notes.
+fn keep_log(log_path: &Path, suffix: &str) -> String {
+    let kept = log_path.with_extension(suffix);
+    let _ = std::fs::rename(log_path, &kept);
+    kept.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind the triage can report must be one a scenario may expect.
+    #[test]
+    fn scenarios_can_expect_every_kind_the_triage_reports() {
+        for kind in modharness_triage::Kind::ALL {
+            assert!(scenario::FINDING_KINDS.contains(&kind.as_str()), "{kind:?}");
+        }
+        for own in ["leak", "hang", "vm_crash"] {
+            assert!(scenario::FINDING_KINDS.contains(&own), "{own}");
+        }
+    }
+
+    #[test]
+    fn unsafe_release_strings_cannot_leave_the_logs_directory() {
+        assert_eq!(safe_component("../../etc"), ".._.._etc");
+        assert_eq!(safe_component(".."), "_");
+        assert_eq!(
+            safe_component("6.12.117+deb12-amd64"),
+            "6.12.117+deb12-amd64"
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! Stage 1 of a scenario: what the guest is given. The agent's plan, the initramfs that carries
+//! it, and the VM that boots it.
+
+use std::path::{Path, PathBuf};
+
+use modharness_images::initramfs;
+use modharness_images::kernel::Kernel;
+use modharness_protocol::{any_step, Plan, Step, PLAN_PATH};
+use modharness_scenario::Scenario;
+use modharness_vm::{self as vm, Accel, Machine, VmConfig};
+
+use super::boot::WorkDir;
+use crate::catalog;
+use crate::error::{Failure, Result};
+
+/// The agent's plan for `scenario`: its steps, and the files of the modules it names.
+pub(crate) fn plan(scenario: &Scenario, resolved: &catalog::Resolved) -> Plan {
+    let names = scenario.module_names();
+    Plan {
+        steps: scenario.steps.clone(),
+        modules: resolved
+            .plan_modules
+            .iter()
+            .filter(|(name, _)| names.contains(*name))
+            .map(|(n, p)| (n.clone(), p.clone()))
+            .collect(),
+        sample_memory: scenario
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Repeat { .. })),
+    }
+}
+
+/// The (guest path, host file) pairs the plan loads.
+pub(crate) fn plan_files(plan: &Plan, resolved: &catalog::Resolved) -> Vec<(String, PathBuf)> {
+    resolved
+        .files
+        .iter()
+        .filter(|(guest, _)| plan.modules.values().flatten().any(|p| p == guest))
+        .cloned()
+        .collect()
+}
+
+/// Write the initramfs into `work`: agent, plan, modules, and busybox when the plan runs shell
+/// commands.
+pub(crate) fn write_initrd(
+    work: &WorkDir,
+    plan: &Plan,
+    files: &[(String, PathBuf)],
+    agent: &Path,
+    busybox: &Path,
+) -> Result<PathBuf> {
+    let plan_json = serde_json::to_vec(plan).expect("plans serialize");
+    let image = initramfs::build(&initramfs::Contents {
+        agent,
+        busybox: any_step(&plan.steps, &|s| matches!(s, Step::Shell { .. })).then_some(busybox),
+        plan_json: &plan_json,
+        plan_path: PLAN_PATH,
+        modules: files,
+    })?;
+    let initrd = work.path.join("initrd.cpio");
+    std::fs::write(&initrd, image)
+        .map_err(|e| Failure::infra(format!("{}: {e}", initrd.display())))?;
+    Ok(initrd)
+}
+
+/// The machine a scenario needs: `microvm` boots fastest, PCI devices need `pc`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub machine: Machine,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    /// Devices to add, the storms' devices included.
+    pub devices: Vec<String>,
+    /// The kernel command line, whole.
+    pub cmdline: String,
+    /// The plan storms an ivshmem doorbell the host rings.
+    pub host_storm: bool,
+}
+
+impl Shape {
+    /// The VM `scenario` asks for.
+    pub fn of(scenario: &Scenario) -> Shape {
+        let devices = vm_devices(scenario);
+        let host_storm = storms(&scenario.steps, "ivshmem");
+        Shape {
+            machine: if devices.is_empty() && !host_storm {
+                Machine::Microvm
+            } else {
+                Machine::Pc
+            },
+            cpus: scenario.vm.cpus,
+            memory_mib: scenario.vm.memory_mib,
+            devices,
+            cmdline: guest_cmdline(scenario),
+            host_storm,
+        }
+    }
+
+    /// The same machine with nothing added: what the accelerator probe boots.
+    pub fn bare(&self) -> Shape {
+        Shape {
+            machine: self.machine,
+            cpus: self.cpus,
+            memory_mib: self.memory_mib,
+            devices: Vec::new(),
+            cmdline: vm::argv::kernel_cmdline(""),
+            host_storm: false,
+        }
+    }
+
+    /// QEMU's configuration for this shape, with its sockets in `work`.
+    pub fn config(
+        &self,
+        qemu: &Path,
+        accel: Accel,
+        kernel: &Kernel,
+        work: &WorkDir,
+        initrd: PathBuf,
+    ) -> VmConfig {
+        VmConfig {
+            qemu: qemu.to_path_buf(),
+            accel,
+            machine: self.machine,
+            cpus: self.cpus,
+            memory_mib: self.memory_mib,
+            kernel: kernel.boot_image.clone(),
+            initrd,
+            cmdline: self.cmdline.clone(),
+            console_socket: work.path.join("console.sock"),
+            control_socket: work.path.join("control.sock"),
+            qmp_socket: work.path.join("qmp.sock"),
+            devices: self.devices.clone(),
+            doorbell: self.host_storm.then(|| work.path.join("ivshmem.sock")),
+        }
+    }
+}
+
+/// Whether the plan storms `device`.
+pub(crate) fn storms(steps: &[Step], device: &str) -> bool {
+    any_step(
+        steps,
+        &|s| matches!(s, Step::IrqStorm { device: d, .. } if d == device),
+    )
+}
+
+/// The scenario's devices, plus those its storms need.
+fn vm_devices(scenario: &Scenario) -> Vec<String> {
+    let mut devices = scenario.vm.devices.clone();
+    if storms(&scenario.steps, "edu") && !devices.iter().any(|d| d == "edu") {
+        devices.push("edu".into());
+    }
+    devices
+}
+
+/// The kernel command line: the scenario's, plus `iomem=relaxed` for a guest-driven storm (the
+/// agent maps the BAR of a device whose driver holds it).
+fn guest_cmdline(scenario: &Scenario) -> String {
+    let mut extra = scenario.vm.cmdline.clone();
+    if storms(&scenario.steps, "edu") {
+        extra.push_str(" iomem=relaxed");
+    }
+    vm::argv::kernel_cmdline(&extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(yaml: &str) -> Scenario {
+        modharness_scenario::parse(yaml, Path::new("s.yaml")).unwrap()
+    }
+
+    #[test]
+    fn a_guest_driven_storm_adds_its_device_and_relaxed_iomem_on_pc() {
+        let s =
+            scenario("name: s\nsteps:\n  - irq_storm: { device: edu, rate: 10, duration: 1s }\n");
+        let shape = Shape::of(&s);
+        assert_eq!(shape.machine, Machine::Pc);
+        assert_eq!(shape.devices, ["edu"]);
+        assert!(
+            shape.cmdline.ends_with(" iomem=relaxed"),
+            "{}",
+            shape.cmdline
+        );
+    }
+
+    #[test]
+    fn the_probe_boots_the_scenario_machine_without_its_additions() {
+        let s = scenario(
+            "name: s\nvm: { cpus: 3, memory: 768M, cmdline: quiet }\nsteps:\n  - sleep: 1ms\n",
+        );
+        let bare = Shape::of(&s).bare();
+        assert_eq!(
+            (bare.machine, bare.cpus, bare.memory_mib),
+            (Machine::Microvm, 3, 768)
+        );
+        assert_eq!(bare.cmdline, vm::argv::kernel_cmdline(""));
+    }
+}
