@@ -694,6 +694,7 @@ impl ScenarioJob<'_> {
                 cycles: verdict.cycles,
                 leak_bytes_per_cycle: verdict.bytes_per_cycle,
                 verdict: verdict.verdict.into(),
+                ..Default::default()
             });
         }
         let mut entries: Vec<report::FindingEntry> = seen
