@@ -957,5 +957,8 @@ fn html_plots_memory_as_inline_svg_that_is_strict_xml_with_guest_names_escaped()
             .any(|t| t.contains("<script>alert(1)</script>")),
         "{legend:?}"
     );
-    assert!(!page.contains("http"), "no external assets, no namespace URL either");
+    assert!(
+        !page.contains("http"),
+        "no external assets, no namespace URL either"
+    );
 }
