@@ -161,6 +161,10 @@ pub(crate) mod tests {
                                 cycle: thread,
                                 uptime_s: 0.5,
                                 meminfo: (0..20).map(|i| (format!("Field{i}"), i)).collect(),
+                                label: Default::default(),
+                                slab: (0..200).map(|i| (format!("cache-{i}"), i)).collect(),
+                                vmalloc: Default::default(),
+                                modules: Default::default(),
                             })
                             .unwrap();
                     }

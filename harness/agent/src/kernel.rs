@@ -16,6 +16,12 @@ pub trait Kernel: Sync {
     fn unload(&self, name: &str) -> io::Result<()>;
     /// The text of `/proc/meminfo`.
     fn meminfo(&self) -> io::Result<String>;
+    /// The text of `/proc/slabinfo` (root only).
+    fn slabinfo(&self) -> io::Result<String>;
+    /// The text of `/proc/vmallocinfo`.
+    fn vmallocinfo(&self) -> io::Result<String>;
+    /// The text of `/proc/modules`.
+    fn modules(&self) -> io::Result<String>;
 }
 
 /// The running Linux kernel, through `finit_module`, `delete_module` and `/proc`.
@@ -57,6 +63,18 @@ impl Kernel for LinuxKernel {
     fn meminfo(&self) -> io::Result<String> {
         std::fs::read_to_string("/proc/meminfo")
     }
+
+    fn slabinfo(&self) -> io::Result<String> {
+        std::fs::read_to_string("/proc/slabinfo")
+    }
+
+    fn vmallocinfo(&self) -> io::Result<String> {
+        std::fs::read_to_string("/proc/vmallocinfo")
+    }
+
+    fn modules(&self) -> io::Result<String> {
+        std::fs::read_to_string("/proc/modules")
+    }
 }
 
 fn c_string(text: &str) -> io::Result<CString> {
@@ -97,25 +115,6 @@ pub fn module_params(params: &BTreeMap<String, String>) -> String {
         .join(" ")
 }
 
-/// `/proc/meminfo` in bytes by field name. Fields in `kB` are scaled to bytes; fields without a
-/// unit (page counts such as `HugePages_Total`) are kept as they are. Lines that do not parse
-/// are skipped.
-pub fn parse_meminfo(text: &str) -> BTreeMap<String, u64> {
-    text.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.split_once(':')?;
-            let mut words = rest.split_whitespace();
-            let number: u64 = words.next()?.parse().ok()?;
-            let value = match words.next() {
-                None => number,
-                Some("kB") => number.saturating_mul(1024),
-                Some(_) => return None,
-            };
-            Some((name.trim().to_string(), value))
-        })
-        .collect()
-}
-
 /// Seconds since boot, the clock the kernel's console timestamps are close to.
 pub fn uptime_s() -> f64 {
     let mut now = libc::timespec {
@@ -130,26 +129,6 @@ pub fn uptime_s() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn meminfo_kilobytes_become_bytes_and_counts_stay() {
-        let text = "MemTotal:        2014552 kB\n\
-                    SUnreclaim:        12345 kB\n\
-                    HugePages_Total:       7\n\
-                    garbage line\n\
-                    Weird:            12 MB\n";
-        let parsed = parse_meminfo(text);
-        assert_eq!(parsed["MemTotal"], 2014552 * 1024);
-        assert_eq!(parsed["SUnreclaim"], 12345 * 1024);
-        assert_eq!(parsed["HugePages_Total"], 7);
-        assert_eq!(parsed.len(), 3);
-    }
-
-    #[test]
-    fn meminfo_with_huge_numbers_does_not_overflow() {
-        let parsed = parse_meminfo(&format!("Big: {} kB\n", u64::MAX));
-        assert_eq!(parsed["Big"], u64::MAX);
-    }
 
     #[test]
     fn params_join_as_key_value_pairs_with_spaces_quoted() {

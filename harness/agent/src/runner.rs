@@ -1,17 +1,20 @@
 //! Running a plan: steps in order, one [`Event::Step`] per leaf, memory samples per cycle.
 
+use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{mpsc, Barrier};
 use std::time::{Duration, Instant};
 
-use modharness_protocol::{Event, Plan, Step};
+use modharness_memory::{parse_meminfo, parse_modules, parse_slabinfo, parse_vmallocinfo};
+use modharness_protocol::{Event, Label, Plan, Step};
 
 use crate::channel::Channel;
 use crate::exit_code;
 use crate::irq;
-use crate::kernel::{kernel_module_name, module_params, parse_meminfo, uptime_s, Kernel};
+use crate::kernel::{kernel_module_name, module_params, uptime_s, Kernel};
 use crate::shell;
 
 /// How often a `parallel` step waiting for its branches checks that their threads still exist.
@@ -66,19 +69,31 @@ impl Outcome {
 }
 
 impl Runner<'_> {
-    /// Like [`Runner::run_steps`], but a `repeat` here is a leak-measuring loop: memory is
-    /// sampled before its first iteration and after each one.
+    /// Like [`Runner::run_steps`], but a `repeat` here is a leak-measuring loop: when the plan
+    /// samples memory, it is sampled before the first step, before a repeat's first iteration
+    /// and after each one (cycles counted across repeats), and after the last step.
     fn run_top_level(&self) -> bool {
+        let sampling = self.plan.sample_memory;
+        let cycles = Cell::new(0);
+        if sampling {
+            self.sample_memory(0, Label::Start);
+        }
         let mut ok = true;
         for (index, step) in self.plan.steps.iter().enumerate() {
             let id = index.to_string();
             ok &= match step {
-                Step::Repeat { times, steps } if self.plan.sample_memory => {
-                    self.sample_memory(0);
-                    self.run_repeat(&id, *times, steps, |cycle| self.sample_memory(cycle))
+                Step::Repeat { times, steps } if sampling => {
+                    self.sample_memory(cycles.get(), Label::Cycle);
+                    self.run_repeat(&id, *times, steps, |_| {
+                        cycles.set(cycles.get() + 1);
+                        self.sample_memory(cycles.get(), Label::Cycle);
+                    })
                 }
                 _ => self.run_step(&id, step),
             };
+        }
+        if sampling {
+            self.sample_memory(cycles.get(), Label::End);
         }
         ok
     }
@@ -290,12 +305,21 @@ impl Runner<'_> {
         }
     }
 
-    fn sample_memory(&self, cycle: u32) {
+    /// Send one memory sample. Without `/proc/meminfo` there is none; the other files are
+    /// optional (a kernel built without `SLUB_DEBUG` has no `/proc/slabinfo`).
+    fn sample_memory(&self, cycle: u32, label: Label) {
+        let optional = |text: io::Result<String>, parse: fn(&str) -> BTreeMap<String, u64>| {
+            text.map(|text| parse(&text)).unwrap_or_default()
+        };
         match self.kernel.meminfo() {
             Ok(text) => self.emit(&Event::Memory {
                 cycle,
                 uptime_s: uptime_s(),
                 meminfo: parse_meminfo(&text),
+                label,
+                slab: optional(self.kernel.slabinfo(), parse_slabinfo),
+                vmalloc: optional(self.kernel.vmallocinfo(), parse_vmallocinfo),
+                modules: optional(self.kernel.modules(), parse_modules),
             }),
             Err(err) => eprintln!("modharness-agent: memory sample {cycle} skipped: {err}"),
         }
@@ -386,7 +410,6 @@ fn run_shell(command: &str) -> Outcome {
 mod tests {
     use super::*;
     use crate::channel::tests::Captured;
-    use std::collections::BTreeMap;
     use std::sync::Mutex;
 
     /// A kernel that only records calls. Files named `*exists*` fail with EEXIST, modules named
@@ -447,6 +470,27 @@ mod tests {
                 "MemFree: {} kB\nHugePages_Total: 3\n",
                 1000 - samples
             ))
+        }
+
+        /// kmalloc-64 grows by a slab page per call made so far; an empty cache is listed too.
+        fn slabinfo(&self) -> io::Result<String> {
+            let calls = self.calls.lock().unwrap().len();
+            Ok(format!(
+                "slabinfo - version: 2.1\n\
+                 # name <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables\n\
+                 kmalloc-64 {0} {0} 64 64 1 : tunables 0 0 0 : slabdata 1 1 0\n\
+                 dma-kmalloc-64 0 0 64 64 1 : tunables 0 0 0 : slabdata 0 0 0\n",
+                64 * (calls + 1)
+            ))
+        }
+
+        /// As on a kernel that hides the file: the sample goes on without it.
+        fn vmallocinfo(&self) -> io::Result<String> {
+            Err(io::Error::from_raw_os_error(libc::EACCES))
+        }
+
+        fn modules(&self) -> io::Result<String> {
+            Ok("mh_trivial 12288 0 - Live 0xffffffffc0a00000 (OE)\n".to_string())
         }
     }
 
@@ -712,16 +756,22 @@ mod tests {
         let order: Vec<String> = events
             .iter()
             .filter_map(|event| match event {
-                Event::Memory { cycle, .. } => Some(format!("memory {cycle}")),
+                Event::Memory { cycle, label, .. } => Some(format!("{label:?} {cycle}")),
                 Event::Step { id, op, .. } if op == "unload" => Some(id.clone()),
                 _ => None,
             })
             .collect();
         assert_eq!(
             order,
-            ["memory 0", "0.0.0", "memory 1", "0.1.0", "memory 2", "1"]
+            ["Start 0", "Cycle 0", "0.0.0", "Cycle 1", "0.1.0", "Cycle 2", "1", "End 2"]
         );
-        let Some(Event::Memory { meminfo, .. }) = events
+        let Some(Event::Memory {
+            meminfo,
+            slab,
+            vmalloc,
+            modules,
+            ..
+        }) = events
             .iter()
             .find(|e| matches!(e, Event::Memory { cycle: 1, .. }))
         else {
@@ -733,6 +783,52 @@ mod tests {
                 ("HugePages_Total".to_string(), 3),
                 ("MemFree".to_string(), 999 * 1024),
             ])
+        );
+        assert_eq!(
+            slab,
+            &BTreeMap::from([("kmalloc-64".to_string(), 2 * 64 * 64)])
+        );
+        assert!(
+            vmalloc.is_empty(),
+            "an unreadable file leaves its map empty"
+        );
+        assert_eq!(
+            modules,
+            &BTreeMap::from([("mh_trivial".to_string(), 12288)])
+        );
+    }
+
+    #[test]
+    fn cycles_are_counted_across_top_level_repeats() {
+        let (_, events) = run(
+            &plan(&format!(
+                r#"{{"sample_memory": true, "steps": [
+                    {{"repeat": {{"times": 2, "steps": [{{"sleep": {{"ms": 0}}}}]}}}},
+                    {{"unload": {{"module": "m"}}}},
+                    {{"repeat": {{"times": 1, "steps": [{{"sleep": {{"ms": 0}}}}]}}}}
+                ], {MODULES}}}"#
+            )),
+            &FakeKernel::default(),
+        );
+        let cycles: Vec<(Label, u32)> = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Memory { cycle, label, .. } => Some((*label, *cycle)),
+                _ => None,
+            })
+            .collect();
+        use Label::{Cycle, End, Start};
+        assert_eq!(
+            cycles,
+            [
+                (Start, 0),
+                (Cycle, 0),
+                (Cycle, 1),
+                (Cycle, 2),
+                (Cycle, 2),
+                (Cycle, 3),
+                (End, 3)
+            ]
         );
     }
 

@@ -8,6 +8,5 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod home;
-pub mod memory;
 
 pub use error::{Failure, Result};

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use modharness_memory::Label;
+
 /// Where the plan lives inside the guest.
 pub const PLAN_PATH: &str = "/modharness/plan.json";
 /// The serial port the agent writes events to (the kernel console stays on ttyS0).
@@ -21,7 +23,8 @@ pub struct Plan {
     /// For each module name a scenario may load: the `.ko` paths inside the guest to load in
     /// order, dependencies first, the module itself last.
     pub modules: BTreeMap<String, Vec<String>>,
-    /// Sample memory after every iteration of a top-level `repeat`.
+    /// Sample memory at the start, around every iteration of a top-level `repeat`, and at the
+    /// end (see [`Event::Memory`]).
     #[serde(default)]
     pub sample_memory: bool,
 }
@@ -121,12 +124,27 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
     },
-    /// A memory sample, taken after an iteration of a top-level repeat.
+    /// A memory sample (when the plan asks for them): before the first step (`label: start`),
+    /// before the first iteration of a top-level repeat and after each (`cycle`), after the last
+    /// step (`end`). Numbers only, in bytes; every field after `meminfo` may be missing from
+    /// an older agent's line.
     Memory {
+        /// Top-level repeat iterations completed so far, counted across repeats.
         cycle: u32,
         uptime_s: f64,
         /// `/proc/meminfo`, in bytes, by field name.
         meminfo: BTreeMap<String, u64>,
+        #[serde(default)]
+        label: Label,
+        /// Bytes per slab cache with objects (`/proc/slabinfo`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        slab: BTreeMap<String, u64>,
+        /// Bytes per vmalloc caller (`/proc/vmallocinfo`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        vmalloc: BTreeMap<String, u64>,
+        /// Size of each loaded module (`/proc/modules`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        modules: BTreeMap<String, u64>,
     },
     /// The agent asks the host to raise a host-side storm now; it counts what arrives.
     HostStorm {
@@ -190,6 +208,37 @@ mod tests {
         }];
         assert!(any_step(&nested, &|s| *s == sleep));
         assert!(!any_step(&nested, &|s| matches!(s, Step::Shell { .. })));
+    }
+
+    #[test]
+    fn a_memory_line_of_an_older_agent_still_parses() {
+        let line = r#"{"event":"memory","cycle":2,"uptime_s":1.5,"meminfo":{"SUnreclaim":4096}}"#;
+        let Some(Event::Memory {
+            cycle, label, slab, ..
+        }) = Event::parse_line(line)
+        else {
+            panic!("not a memory event");
+        };
+        assert_eq!((cycle, label, slab.len()), (2, Label::Cycle, 0));
+    }
+
+    #[test]
+    fn a_memory_sample_round_trips_with_its_maps() {
+        let ev = Event::Memory {
+            cycle: 0,
+            uptime_s: 0.5,
+            meminfo: BTreeMap::from([("SUnreclaim".into(), 4096)]),
+            label: Label::Start,
+            slab: BTreeMap::from([("kmalloc-64".into(), 8192)]),
+            vmalloc: BTreeMap::from([("mh_leaky_init [mh_leaky]".into(), 4096)]),
+            modules: BTreeMap::new(),
+        };
+        let line = ev.to_line();
+        assert!(
+            line.contains(r#""label":"start""#) && !line.contains("modules"),
+            "{line}"
+        );
+        assert_eq!(Event::parse_line(&line), Some(ev));
     }
 
     #[test]

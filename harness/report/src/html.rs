@@ -2,8 +2,9 @@
 
 use std::fmt::Write;
 
+use crate::plot::memory_charts;
 use crate::text::replace_undisplayable;
-use crate::{Bug, FindingEntry, Report, ScenarioResult, Status};
+use crate::{Bug, FindingEntry, MemoryResult, Report, ScenarioResult, Status};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;width:100%;margin-bottom:2em}\
@@ -11,10 +12,11 @@ th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top
 th{background:#f0f0f0}ul{margin:0;padding-left:1.2em}\
 .passed{color:#1a7f37;font-weight:bold}.failed{color:#cf222e;font-weight:bold}\
 .error{color:#9a6700;font-weight:bold}.tag{font-size:.8em;border:1px solid #999;\
-border-radius:3px;padding:0 .3em;margin-left:.3em}pre{white-space:pre-wrap;margin:0}";
+border-radius:3px;padding:0 .3em;margin-left:.3em}pre{white-space:pre-wrap;margin:0}\
+.charts{display:flex;flex-wrap:wrap;gap:1em;margin-bottom:2em}";
 
 /// Text from the report (much of it from the guest) as HTML character data or attribute value.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in replace_undisplayable(text, '\u{FFFD}').chars() {
         match c {
@@ -58,6 +60,9 @@ pub(crate) fn render(report: &Report) -> String {
             scenario_row(&mut page, scenario);
         }
         page.push_str("</tbody>\n</table>\n");
+        for scenario in &run.scenarios {
+            memory_section(&mut page, scenario);
+        }
     }
     page.push_str("</body>\n</html>\n");
     page
@@ -77,13 +82,7 @@ fn scenario_row(page: &mut String, scenario: &ScenarioResult) {
     findings_list(page, &scenario.findings);
     page.push_str("</td><td>");
     if let Some(memory) = &scenario.memory {
-        let _ = write!(
-            page,
-            "{}: {} B/cycle over {} cycles",
-            escape(&memory.verdict),
-            memory.leak_bytes_per_cycle,
-            memory.cycles
-        );
+        memory_cell(page, memory);
     }
     page.push_str("</td><td>");
     if scenario.status == Status::Error {
@@ -109,6 +108,50 @@ fn scenario_row(page: &mut String, scenario: &ScenarioResult) {
         page.push_str(&escape(&scenario.console_log));
     }
     page.push_str("</td></tr>\n");
+}
+
+fn memory_cell(page: &mut String, memory: &MemoryResult) {
+    let _ = write!(
+        page,
+        "{}: {} B/cycle over {} cycles",
+        escape(&memory.verdict),
+        memory.leak_bytes_per_cycle,
+        memory.cycles
+    );
+    if let (Some([lo, hi]), Some(bar)) = (memory.ci, memory.bar) {
+        let _ = write!(page, "<br><small>95% CI {lo}…{hi}, bar {bar} B/cycle");
+        if let Some(needed) = memory.cycles_needed {
+            let _ = write!(page, "; about {needed} cycles would decide");
+        }
+        page.push_str("</small>");
+    }
+    if !memory.growth.is_empty() {
+        page.push_str("<ul>");
+        for growth in &memory.growth {
+            let _ = write!(
+                page,
+                "<li><code>{}</code> {:+} B/cycle</li>",
+                escape(&growth.name),
+                growth.bytes_per_cycle
+            );
+        }
+        page.push_str("</ul>");
+    }
+}
+
+/// The memory charts of a scenario that sampled memory, under the run's table.
+fn memory_section(page: &mut String, scenario: &ScenarioResult) {
+    let Some(series) = scenario.memory.as_ref().and_then(|m| m.series.as_ref()) else {
+        return;
+    };
+    let charts = memory_charts(series);
+    if !charts.is_empty() {
+        let _ = write!(
+            page,
+            "<h3>Memory of {}</h3>\n<div class=\"charts\">\n{charts}</div>\n",
+            escape(&scenario.name)
+        );
+    }
 }
 
 fn findings_list(page: &mut String, findings: &[FindingEntry]) {

@@ -9,6 +9,7 @@ mod bugs;
 mod html;
 mod junit;
 mod merge;
+mod plot;
 mod summary;
 mod text;
 
@@ -20,6 +21,9 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub use atomic::write_atomic;
+pub use modharness_memory::{Growth, Series, Source};
+
+use modharness_memory::Analysis;
 
 /// The `schema` value this crate writes and accepts.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -227,8 +231,9 @@ pub struct FindingEntry {
     pub frames: Vec<String>,
 }
 
-/// The memory-growth verdict of a scenario that repeated load/unload cycles.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// The memory-growth verdict of a scenario that repeated load/unload cycles. The fields after
+/// `verdict` were added later: a report without them loads with them empty.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct MemoryResult {
     /// Cycles sampled.
     pub cycles: u32,
@@ -236,6 +241,45 @@ pub struct MemoryResult {
     pub leak_bytes_per_cycle: i64,
     /// `leak`, `clean` or `inconclusive`.
     pub verdict: String,
+    /// The 95% confidence interval of `leak_bytes_per_cycle`, `[lo, hi]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<[i64; 2]>,
+    /// The run's noise floor, bytes per cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<u64>,
+    /// The bar the interval was judged against (the scenario's bound, else the floor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bar: Option<u64>,
+    /// Cycles left out of the fit at the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_up: Option<u32>,
+    /// For an inconclusive verdict, the cycles that would decide it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycles_needed: Option<u32>,
+    /// The slab caches and vmalloc callers that grew, largest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub growth: Vec<Growth>,
+    /// The samples as columns, for plots and for a closer look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<Series>,
+}
+
+impl MemoryResult {
+    /// The result of `analysis`, with the samples' `series`.
+    pub fn from_analysis(analysis: &Analysis, series: Series) -> MemoryResult {
+        MemoryResult {
+            cycles: analysis.cycles,
+            leak_bytes_per_cycle: analysis.bytes_per_cycle,
+            verdict: analysis.verdict.as_str().to_string(),
+            ci: Some([analysis.ci.0, analysis.ci.1]),
+            floor: Some(analysis.floor),
+            bar: Some(analysis.bar),
+            warm_up: Some(analysis.warm_up),
+            cycles_needed: analysis.cycles_needed,
+            growth: analysis.growth.clone(),
+            series: Some(series),
+        }
+    }
 }
 
 /// Step counts of a scenario.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use modharness_report::{
     write_atomic, Bug, FindingEntry, Host, KernelInfo, MemoryResult, Report, ReportError, Run,
-    ScenarioResult, Status, StepStats,
+    ScenarioResult, Series, Status, StepStats,
 };
 
 /// A fresh, empty directory for one test.
@@ -82,6 +82,7 @@ fn sample_report() -> Report {
         cycles: 40,
         leak_bytes_per_cycle: 196_608,
         verdict: "leak".to_owned(),
+        ..MemoryResult::default()
     });
     let mut failed = scenario("work-race", Status::Failed);
     failed.findings.push(oops("race_work", false));
@@ -880,5 +881,97 @@ fn one_title_blamed_on_two_modules_is_two_bugs() {
     assert_eq!(
         modules,
         [Some("race_kthread_buggy"), Some("race_rcu_buggy")]
+    );
+}
+
+/// A 30-cycle run leaking 3 KiB a cycle in `kmalloc-64`, with a second growing cache named by
+/// hostile guest bytes.
+fn leaking_memory_result(hostile_name: &str) -> MemoryResult {
+    use modharness_memory::{analyze, Label, Options, Sample};
+    use std::collections::BTreeMap;
+    let samples: Vec<Sample> = (0..=30u64)
+        .map(|c| Sample {
+            cycle: c as u32,
+            label: Label::Cycle,
+            meminfo: BTreeMap::from([("SUnreclaim".to_string(), (10_000 + 4 * c) * 1024)]),
+            slab: BTreeMap::from([
+                ("kmalloc-64".to_string(), (100 + c * 3 / 4) * 4096),
+                (hostile_name.to_string(), (10 + c / 4) * 4096),
+            ]),
+            ..Sample::default()
+        })
+        .collect();
+    let analysis = analyze(&samples, &Options::default());
+    MemoryResult::from_analysis(&analysis, Series::from_samples(&samples, 8))
+}
+
+#[test]
+fn memory_results_keep_the_schema_1_fields_and_add_interval_attribution_and_series() {
+    let mut report = sample_report();
+    report.runs[0].scenarios[0].memory = Some(leaking_memory_result("kmalloc-128"));
+    let json = serde_json::to_value(&report).unwrap();
+    let memory = &json["runs"][0]["scenarios"][0]["memory"];
+    assert_eq!(memory["verdict"], "leak");
+    assert_eq!(memory["cycles"], 30);
+    assert!(memory["leak_bytes_per_cycle"].as_i64().unwrap() > 3000);
+    assert!(contains_all(
+        &object_keys(memory),
+        &["ci", "floor", "bar", "warm_up", "growth", "series"]
+    ));
+    assert_eq!(memory["growth"][0]["name"], "kmalloc-64");
+    assert_eq!(memory["growth"][0]["source"], "slab");
+    assert_eq!(memory["series"]["cycles"].as_array().unwrap().len(), 31);
+    assert!(memory["series"]["slab"]["kmalloc-64"].is_array());
+    let dir = scratch_dir("memory-round-trip");
+    report.write_json(&dir).unwrap();
+    assert_eq!(Report::load(&dir.join("report.json")).unwrap(), report);
+}
+
+#[test]
+fn html_plots_memory_as_inline_svg_that_is_strict_xml_with_guest_names_escaped() {
+    let dir = scratch_dir("html-svg");
+    let hostile = "<script>alert(1)</script>&\u{1b}[31m\u{0}]]>\u{FFFE}";
+    let mut report = sample_report();
+    report.runs[0].scenarios[0].memory = Some(leaking_memory_result(hostile));
+    report.write_html(&dir).unwrap();
+    let page = fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(!page.contains("<script"), "guest text is escaped");
+    assert!(page.contains("<h3>Memory of timer-race</h3>"));
+    assert!(
+        page.contains("<li><code>kmalloc-64</code> +3072 B/cycle</li>"),
+        "{page}"
+    );
+    let charts: Vec<&str> = page
+        .match_indices("<svg")
+        .map(|(start, _)| {
+            let end = page[start..].find("</svg>").unwrap() + start + "</svg>".len();
+            &page[start..end]
+        })
+        .collect();
+    assert_eq!(charts.len(), 2, "the judged total and the growing caches");
+    for chart in &charts {
+        let document = roxmltree::Document::parse(chart).expect("each chart is strict XML");
+        assert_eq!(document.root_element().tag_name().name(), "svg");
+        assert!(!chart.contains("<script") && !chart.contains("href"));
+    }
+    let sources = roxmltree::Document::parse(charts[1]).unwrap();
+    let legend: Vec<&str> = sources
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .collect();
+    assert!(
+        legend.iter().any(|t| t.starts_with("slab kmalloc-64 (+")),
+        "{legend:?}"
+    );
+    assert!(
+        legend
+            .iter()
+            .any(|t| t.contains("<script>alert(1)</script>")),
+        "{legend:?}"
+    );
+    assert!(
+        !page.contains("http"),
+        "no external assets, no namespace URL either"
     );
 }

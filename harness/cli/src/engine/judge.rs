@@ -9,7 +9,7 @@ use modharness_scenario::{self as scenario, FoundFinding, Scenario};
 use modharness_triage::{Finding, Symbolizer};
 
 use super::watch::{Observed, Storm};
-use crate::memory;
+use modharness_memory::{self as memory, Series, Verdict};
 
 /// A finding the harness makes itself (`hang`, `vm_crash`, `leak`), not the kernel.
 pub(crate) fn own_finding(
@@ -71,33 +71,34 @@ fn storm_totals(storms: &[Storm]) -> Option<report::IrqResult> {
     })
 }
 
-/// The memory verdict, and a `leak` finding when it is one.
+/// The memory verdict, and a `leak` finding when it is one: blamed on the module the growth
+/// names, else on the scenario's only module.
 fn judge_memory(scenario: &Scenario, seen: &mut Observed) -> Option<report::MemoryResult> {
     if seen.memory.len() < 2 {
         return None;
     }
-    let bound = scenario
-        .expect
-        .memory
-        .as_ref()
-        .map_or(memory::DEFAULT_MAX_LEAK_BYTES_PER_CYCLE, |m| {
-            m.max_leak_bytes_per_cycle
-        });
-    let verdict = memory::judge(&seen.memory, bound);
-    if verdict.verdict == "leak" {
-        let loaded: Vec<String> = scenario.module_names().into_iter().collect();
-        let title = format!(
-            "memory leak of {} bytes per cycle over {} cycles",
-            verdict.bytes_per_cycle, verdict.cycles
-        );
-        let module = (loaded.len() == 1).then(|| loaded[0].clone());
-        seen.own.push(own_finding("leak", title, module));
+    let modules: Vec<String> = scenario.module_names().into_iter().collect();
+    let analysis = memory::analyze(
+        &seen.memory,
+        &memory::Options {
+            max_leak_bytes_per_cycle: scenario
+                .expect
+                .memory
+                .as_ref()
+                .map(|m| m.max_leak_bytes_per_cycle),
+            modules: modules.clone(),
+        },
+    );
+    if analysis.verdict == Verdict::Leak {
+        let only = (modules.len() == 1).then(|| modules[0].clone());
+        seen.own.push(own_finding(
+            "leak",
+            analysis.title.clone(),
+            analysis.module.clone().or(only),
+        ));
     }
-    Some(report::MemoryResult {
-        cycles: verdict.cycles,
-        leak_bytes_per_cycle: verdict.bytes_per_cycle,
-        verdict: verdict.verdict.into(),
-    })
+    let series = Series::from_samples(&seen.memory, memory::DEFAULT_SERIES_TOP);
+    Some(report::MemoryResult::from_analysis(&analysis, series))
 }
 
 /// Fill `result` from what was seen: findings (each marked expected or not), memory, steps,

@@ -15,7 +15,6 @@ use tokio::time::Instant;
 use super::boot::Started;
 use super::judge::own_finding;
 use super::Progress;
-use crate::memory;
 
 /// How long to keep reading the console after the plan is done, for the lines still in flight.
 /// Watching longer for a late crash is the scenario's choice: a `sleep` step after the unload.
@@ -48,7 +47,8 @@ pub(crate) struct Observed {
     pub own: Vec<report::FindingEntry>,
     pub steps: report::StepStats,
     pub step_failures: Vec<String>,
-    pub memory: Vec<(u32, i64)>,
+    /// Memory samples, in the order the agent took them.
+    pub memory: Vec<modharness_memory::Sample>,
     pub load_unload_ms: f64,
     pub unloads_ok: u32,
     pub storms: Vec<Storm>,
@@ -124,11 +124,23 @@ impl Observed {
                     ));
                 }
             }
-            AgentEvent::Memory { cycle, meminfo, .. } => {
-                if let Some(bytes) = memory::tracked_bytes(&meminfo) {
-                    self.memory.push((cycle, bytes));
-                }
-            }
+            AgentEvent::Memory {
+                cycle,
+                uptime_s,
+                meminfo,
+                label,
+                slab,
+                vmalloc,
+                modules,
+            } => self.memory.push(modharness_memory::Sample {
+                cycle,
+                uptime_s,
+                label,
+                meminfo,
+                slab,
+                vmalloc,
+                modules,
+            }),
             AgentEvent::IrqStorm {
                 device,
                 raised,
