@@ -509,7 +509,8 @@ impl ScenarioJob<'_> {
             console_socket: work.path.join("console.sock"),
             control_socket: work.path.join("control.sock"),
             qmp_socket: work.path.join("qmp.sock"),
-            devices,
+            // The scenario validated every name against the device list.
+            devices: devices.iter().filter_map(|d| vm::Device::from_name(d)).collect(),
             doorbell: host_storm.then(|| work.path.join("ivshmem.sock")),
         }
     }
