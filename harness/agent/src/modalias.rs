@@ -161,7 +161,7 @@ pub fn fnmatch(pattern: &str, text: &str) -> bool {
                 continue;
             }
             Some(&c) => {
-                if let Some((matched, next)) = match_one(&pattern, p, c, text[t]) {
+                if let Some((matched, next)) = match_one(pattern, p, c, text[t]) {
                     if matched {
                         p = next;
                         t += 1;
