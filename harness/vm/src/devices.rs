@@ -119,7 +119,7 @@ impl Device {
     }
 
     /// Whether the device is one of QEMU's test devices rather than real hardware.
-    pub fn is_test_device(self) -> bool {
+    pub(crate) fn is_test_device(self) -> bool {
         matches!(self, Device::Edu | Device::PciTestdev)
     }
 
