@@ -8,6 +8,7 @@ pub mod channel;
 pub mod init;
 pub mod irq;
 pub mod kernel;
+pub mod modalias;
 pub mod runner;
 pub mod shell;
 

@@ -13,10 +13,12 @@ use std::time::Duration;
 use modharness_protocol::Step;
 use serde::Deserialize;
 
+mod devices;
 mod locate;
 mod write;
 mod yaml;
 
+pub use devices::{DEVICES, INSTALLER, INSTALLER_DEVICES};
 use locate::Segment;
 
 /// The step kinds this version runs, as written in a scenario file.
@@ -95,15 +97,12 @@ pub struct VmSettings {
     /// `500ms`, `60s`, `2m` or `1h`.
     #[serde(deserialize_with = "yaml::timeout")]
     pub timeout: Duration,
-    /// Emulated PCI devices to add (one of [`DEVICES`]); any device puts the guest on the `pc`
-    /// machine instead of `microvm`, which has no PCI.
-    #[serde(deserialize_with = "yaml::devices")]
+    /// Emulated devices to add (names from [`DEVICES`], presets such as [`INSTALLER`]
+    /// expanded, each once); any device puts the guest on a PC machine instead of `microvm`,
+    /// which has no PCI.
+    #[serde(deserialize_with = "devices::devices")]
     pub devices: Vec<String>,
 }
-
-/// The QEMU devices a scenario may ask for: a fixed list, so that a scenario file can never
-/// smuggle host paths or options onto QEMU's command line.
-pub const DEVICES: &[&str] = &["edu", "pci-testdev"];
 
 impl Default for VmSettings {
     fn default() -> Self {

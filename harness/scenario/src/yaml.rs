@@ -47,7 +47,7 @@ pub(crate) struct RawScenario {
 
 /// Deserializes a scalar through its text, with `parse` deciding what it means. serde_yaml_ng
 /// hands plain scalars over as written, so `0x10` stays `0x10` and `1.50` stays `1.50`.
-fn parse_scalar<'de, D, T>(
+pub(crate) fn parse_scalar<'de, D, T>(
     deserializer: D,
     expecting: &'static str,
     parse: fn(&str) -> Result<T, String>,
@@ -138,30 +138,6 @@ pub(crate) fn parse_module_name(text: &str) -> Result<String, String> {
         ));
     }
     Ok(normalize_module_name(text))
-}
-
-/// A list of device names from [`crate::DEVICES`].
-pub(crate) fn devices<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    struct Device(String);
-    impl<'de> Deserialize<'de> for Device {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            parse_scalar(deserializer, "a device name", |text| {
-                if crate::DEVICES.contains(&text) {
-                    Ok(text.to_owned())
-                } else {
-                    Err(format!(
-                        "unknown device `{text}`; expected one of: {}",
-                        crate::DEVICES.join(", ")
-                    ))
-                }
-            })
-            .map(Device)
-        }
-    }
-    Ok(Vec::<Device>::deserialize(deserializer)?
-        .into_iter()
-        .map(|d| d.0)
-        .collect())
 }
 
 pub(crate) fn cpus<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {

@@ -23,6 +23,8 @@ macro_rules! rejects {
 }
 
 const STEPS: &str = "load, unload, sleep, repeat, parallel, shell, irq_storm";
+const DEVICES: &str = "edu, pci-testdev, e1000, e1000e, rtl8139, virtio-net, ahci, nvme, virtio-blk, \
+                       virtio-scsi, lsi, ehci, xhci, usb-storage, usb-kbd, usb-tablet, intel-hda, ac97, i6300esb";
 
 // Top level.
 rejects!(
@@ -110,6 +112,26 @@ rejects!(
     vm_must_be_a_mapping,
     "name: t\nsteps: [ {load: a} ]\nvm: 3\n",
     "scenarios/t.yaml:3:5: invalid type: integer `3`, expected VM settings: a mapping with keys cpus, memory, cmdline, timeout, devices",
+);
+rejects!(
+    an_unknown_device_in_a_list_is_reported_where_it_stands_with_the_allowed_names,
+    "name: t\nvm:\n  devices: [edu, \"virtio-9p-pci,fsdev=x\"]\nsteps: [ {load: a} ]\n",
+    format!("scenarios/t.yaml:3:18: unknown device `virtio-9p-pci,fsdev=x`; expected one of: {DEVICES}, or the preset `installer`"),
+);
+rejects!(
+    an_unknown_single_device_is_reported_where_it_stands,
+    "name: t\nvm: { devices: desktop }\nsteps: [ {load: a} ]\n",
+    format!("scenarios/t.yaml:2:16: unknown device `desktop`; expected one of: {DEVICES}, or the preset `installer`"),
+);
+rejects!(
+    devices_must_be_names,
+    "name: t\nvm: { devices: { edu: 1 } }\nsteps: [ {load: a} ]\n",
+    "scenarios/t.yaml:2:16: invalid type: map, expected a list of device names, or the preset `installer`",
+);
+rejects!(
+    a_qemu_model_name_is_not_a_device_name,
+    "name: t\nvm: { devices: [AC97] }\nsteps: [ {load: a} ]\n",
+    format!("scenarios/t.yaml:2:17: unknown device `AC97`; expected one of: {DEVICES}, or the preset `installer`"),
 );
 rejects!(
     more_than_eight_cpus_are_rejected,

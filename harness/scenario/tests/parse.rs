@@ -286,6 +286,38 @@ fn devices_come_from_a_fixed_list() {
 }
 
 #[test]
+fn the_installer_preset_stands_for_a_typical_pc() {
+    let text = "name: dev\nvm: { devices: installer }\nsteps:\n  - sleep: 1ms\n";
+    let scenario = modharness_scenario::parse(text, std::path::Path::new("dev.yaml")).unwrap();
+    assert_eq!(scenario.vm.devices, modharness_scenario::INSTALLER_DEVICES);
+    assert!(scenario
+        .vm
+        .devices
+        .iter()
+        .all(|d| modharness_scenario::DEVICES.contains(&d.as_str())));
+}
+
+#[test]
+fn the_installer_preset_combines_with_other_devices_each_named_once() {
+    let text =
+        "name: dev\nvm: { devices: [edu, installer, nvme, lsi, edu] }\nsteps:\n  - sleep: 1ms\n";
+    let scenario = modharness_scenario::parse(text, std::path::Path::new("dev.yaml")).unwrap();
+    let mut expected = vec!["edu"];
+    expected.extend(modharness_scenario::INSTALLER_DEVICES);
+    expected.push("lsi");
+    assert_eq!(scenario.vm.devices, expected);
+}
+
+#[test]
+fn an_expanded_preset_writes_back_as_the_same_devices() {
+    let text = "name: dev\nvm: { devices: [installer, ac97] }\nsteps:\n  - sleep: 1ms\n";
+    let path = std::path::Path::new("dev.yaml");
+    let scenario = modharness_scenario::parse(text, path).unwrap();
+    let again = modharness_scenario::parse(&scenario.to_yaml(), path).unwrap();
+    assert_eq!(again.vm.devices, scenario.vm.devices);
+}
+
+#[test]
 fn an_irq_storm_step_reads_device_rate_and_duration() {
     let text = "name: s\nsteps:\n  - irq_storm: { device: edu, rate: 20000, duration: 2s }\n";
     let scenario = modharness_scenario::parse(text, std::path::Path::new("s.yaml")).unwrap();

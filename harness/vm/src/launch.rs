@@ -129,7 +129,8 @@ pub async fn launch(cfg: &VmConfig, start_timeout: Duration) -> Result<Vm, VmErr
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    if cfg.machine == crate::Machine::Pc {
+    if cfg.machine != crate::Machine::Microvm {
+        // qboot.rom, which `pc` and `q35` boot.
         command.args(["-L", "/usr/share/qemu"]);
     }
     let mut child = command.spawn().map_err(|source| VmError::Spawn {

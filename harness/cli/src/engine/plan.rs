@@ -71,7 +71,7 @@ pub(crate) struct Shape {
     pub cpus: u32,
     pub memory_mib: u32,
     /// Devices to add, the storms' devices included.
-    pub devices: Vec<String>,
+    pub devices: Vec<vm::Device>,
     /// The kernel command line, whole.
     pub cmdline: String,
     /// The plan storms an ivshmem doorbell the host rings.
@@ -81,14 +81,14 @@ pub(crate) struct Shape {
 impl Shape {
     /// The VM `scenario` asks for.
     pub fn of(scenario: &Scenario) -> Shape {
-        let devices = vm_devices(scenario);
+        // The scenario's validation has checked every name against the device list.
+        let devices: Vec<vm::Device> = vm_devices(scenario)
+            .iter()
+            .filter_map(|d| vm::Device::from_name(d))
+            .collect();
         let host_storm = storms(&scenario.steps, "ivshmem");
         Shape {
-            machine: if devices.is_empty() && !host_storm {
-                Machine::Microvm
-            } else {
-                Machine::Pc
-            },
+            machine: vm::machine_for(&devices, host_storm),
             cpus: scenario.vm.cpus,
             memory_mib: scenario.vm.memory_mib,
             devices,
@@ -177,7 +177,7 @@ mod tests {
             scenario("name: s\nsteps:\n  - irq_storm: { device: edu, rate: 10, duration: 1s }\n");
         let shape = Shape::of(&s);
         assert_eq!(shape.machine, Machine::Pc);
-        assert_eq!(shape.devices, ["edu"]);
+        assert_eq!(shape.devices, [vm::Device::from_name("edu").unwrap()]);
         assert!(
             shape.cmdline.ends_with(" iomem=relaxed"),
             "{}",
