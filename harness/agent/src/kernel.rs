@@ -94,6 +94,18 @@ fn check(rc: libc::c_long) -> io::Result<()> {
     }
 }
 
+/// The running kernel's release (`uname -r`), or `unknown`.
+pub fn kernel_release() -> String {
+    // SAFETY: utsname is plain data that uname fills in.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return "unknown".into();
+    }
+    // SAFETY: the kernel NUL-terminates every utsname field.
+    let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
+    release.to_string_lossy().into_owned()
+}
+
 /// The name the kernel knows a module by: file names may use `-`, the kernel always uses `_`.
 pub fn kernel_module_name(module: &str) -> String {
     module.replace('-', "_")

@@ -9,6 +9,8 @@ pub mod init;
 pub mod irq;
 pub mod kernel;
 pub mod modalias;
+pub mod probe;
+pub mod probe_tree;
 pub mod runner;
 pub mod shell;
 

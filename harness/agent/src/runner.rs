@@ -14,7 +14,8 @@ use modharness_protocol::{Event, Label, Plan, Step};
 use crate::channel::Channel;
 use crate::exit_code;
 use crate::irq;
-use crate::kernel::{kernel_module_name, module_params, uptime_s, Kernel};
+use crate::probe;
+use crate::kernel::{kernel_release, kernel_module_name, module_params, uptime_s, Kernel};
 use crate::shell;
 
 /// How often a `parallel` step waiting for its branches checks that their threads still exist.
@@ -127,6 +128,39 @@ impl Runner<'_> {
             } => self.run_leaf(id, step, || {
                 self.irq_storm(id, device, *rate, Duration::from_millis(*duration_ms))
             }),
+            Step::MassProbe {
+                modules,
+                rounds,
+                skip,
+                shard,
+            } => self.run_leaf(id, step, || {
+                let request = probe::Request {
+                    selection: modules,
+                    rounds: *rounds,
+                    skip,
+                    shard: *shard,
+                    resume: self.plan.resume.as_ref(),
+                };
+                self.mass_probe(&request)
+            }),
+        }
+    }
+
+    /// Probe the running kernel's own modules tree.
+    fn mass_probe(&self, request: &probe::Request<'_>) -> Outcome {
+        let emit = |event: &Event| self.emit(event);
+        let sample = |cycle: u32| self.sample_memory(cycle, Label::Cycle);
+        let probe = probe::Probe {
+            kernel: self.kernel,
+            modules_dir: Path::new("/lib/modules").join(kernel_release()),
+            sysfs: "/sys".into(),
+            procfs: "/proc".into(),
+            emit: &emit,
+            sample: &sample,
+        };
+        match probe.run(request) {
+            Ok(()) => Outcome::success(),
+            Err(err) => Outcome::failure(format!("mass_probe: {err}")),
         }
     }
 

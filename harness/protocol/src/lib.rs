@@ -27,6 +27,35 @@ pub struct Plan {
     /// end (see [`Event::Memory`]).
     #[serde(default)]
     pub sample_memory: bool,
+    /// Where a `mass_probe` step starts again after the VM that ran it crashed or wedged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ProbeResume>,
+}
+
+/// A point in a mass probe to go on from in a fresh VM.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProbeResume {
+    /// The round to go on in (0-based).
+    pub round: u32,
+    /// The first module of the round's list to try (0-based).
+    pub index: usize,
+    /// Modules the round had kept loaded because they bound a device: loaded again first, so
+    /// that the devices behind them (USB behind xHCI) are there for the rest of the round.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
+}
+
+/// Which modules a `mass_probe` tries.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeSelection {
+    /// What udev coldplug would load: the modules whose aliases match the guest's devices,
+    /// again after each pass while new devices appear.
+    Modalias,
+    /// Every module of the kernel's tree, in `modules.order`.
+    All,
+    /// Modules whose names match these names or globs, in `modules.order`.
+    Named(Vec<String>),
 }
 
 /// One thing the agent does. Composite steps nest.
@@ -57,6 +86,19 @@ pub enum Step {
         rate: u32,
         duration_ms: u64,
     },
+    /// The installer's hardware detection: load each selected module of the kernel's own tree
+    /// (dependencies first), keep it while it drives a device, unload it (and what it pulled in)
+    /// otherwise, and measure what did not come back; `rounds` times.
+    MassProbe {
+        modules: ProbeSelection,
+        rounds: u32,
+        /// Names or globs never to load.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        skip: Vec<String>,
+        /// `(I, N)`: only every N-th module of the selection, starting at the I-th (1-based).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<(u32, u32)>,
+    },
 }
 
 /// The devices an `irq_storm` step can use.
@@ -82,6 +124,7 @@ impl Step {
             Step::Parallel { .. } => "parallel",
             Step::Shell { .. } => "shell",
             Step::IrqStorm { .. } => "irq_storm",
+            Step::MassProbe { .. } => "mass_probe",
         }
     }
 }
@@ -161,6 +204,39 @@ pub enum Event {
         raised: u64,
         delivered: u64,
         seconds: f64,
+    },
+    /// A mass-probe round begins: how many modules its list holds (a modalias round may grow).
+    ProbeRound { round: u32, total: usize },
+    /// A mass probe is about to load `module` (the `index`th of the round): if the VM dies
+    /// before [`Event::ProbeModule`] for it, this module was in flight.
+    ProbeStart {
+        round: u32,
+        index: usize,
+        module: String,
+    },
+    /// A mass probe is done with one module.
+    ProbeModule {
+        round: u32,
+        index: usize,
+        module: String,
+        /// Loading failed with this (`finit_module(...): No such device`); `None` when it loaded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// Devices its drivers bound (e.g. `0000:00:02.0`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        bound: Vec<String>,
+        /// Kept loaded until the round's end, because it bound a device.
+        #[serde(default)]
+        kept: bool,
+        load_ms: f64,
+        unload_ms: f64,
+        /// Unloading failed with this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unload_error: Option<String>,
+        /// Unreclaimable slab + vmalloc + per-CPU bytes after its unload against before its
+        /// load (absent for modules kept to the round's end).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unreturned_bytes: Option<i64>,
     },
     /// The plan is finished.
     Done { ok: bool },

@@ -9,6 +9,7 @@ mod bugs;
 mod html;
 mod junit;
 mod merge;
+mod probe;
 mod plot;
 mod summary;
 mod text;
@@ -21,6 +22,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub use atomic::write_atomic;
+pub use probe::{MassProbeResult, ProbeModuleResult, ProbeRoundResult};
 pub use modharness_memory::{Growth, Series, Source};
 
 use modharness_memory::Analysis;
@@ -153,7 +155,9 @@ pub struct ScenarioResult {
     pub notes: Vec<String>,
     /// The accelerator the scenario ran under: `kvm` or `tcg`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accel: Option<String>,
+    pub accel: Option<String>,    /// What its `mass_probe` step measured, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mass_probe: Option<MassProbeResult>,
 }
 
 /// What the IRQ storms of a scenario delivered, measured in the guest from `/proc/interrupts`.

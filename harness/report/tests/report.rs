@@ -50,6 +50,7 @@ fn scenario(name: &str, status: Status) -> ScenarioResult {
         irq: None,
         notes: Vec::new(),
         accel: None,
+        mass_probe: None,
     }
 }
 

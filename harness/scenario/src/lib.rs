@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 mod devices;
 mod locate;
-mod write;
+mod probe_args;
 mod yaml;
 
 pub use devices::{DEVICES, INSTALLER, INSTALLER_DEVICES};
@@ -30,6 +30,7 @@ pub const STEP_KINDS: &[&str] = &[
     "parallel",
     "shell",
     "irq_storm",
+    "mass_probe",
 ];
 
 /// The finding kinds an expectation may name.
@@ -278,6 +279,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Scenario, ScenarioError> {
     let raw: yaml::RawScenario =
         serde_yaml_ng::from_str(text).map_err(|error| ScenarioError::from_yaml(file, &error))?;
     check_name_matches_file(&raw.name, text, file)?;
+    check_mass_probe_placement(&raw.steps.0, text, file)?;
     Ok(Scenario {
         name: raw.name,
         description: raw.description,
@@ -287,6 +289,41 @@ pub fn parse(text: &str, file: &Path) -> Result<Scenario, ScenarioError> {
         steps: raw.steps.0,
         expect: raw.expect,
     })
+}
+
+/// A mass probe restarts its VM when a module crashes it, and goes on from there: that needs it
+/// at the top level of the steps, and once.
+fn check_mass_probe_placement(steps: &[Step], text: &str, file: &Path) -> Result<(), ScenarioError> {
+    let is_probe = |s: &Step| matches!(s, Step::MassProbe { .. });
+    let mut top_level = steps.iter().enumerate().filter(|(_, s)| is_probe(s));
+    if let Some((second, _)) = top_level.nth(1) {
+        let path = [Segment::Key("steps"), Segment::Index(second), Segment::Key("mass_probe")];
+        return Err(ScenarioError::at(
+            file,
+            locate::locate(text, &path),
+            "a second `mass_probe` step; expected at most one per scenario (use `rounds` to \
+             probe again)",
+        ));
+    }
+    for (index, step) in steps.iter().enumerate() {
+        let nested = match step {
+            Step::Repeat { steps, .. } => modharness_protocol::any_step(steps, &is_probe),
+            Step::Parallel { branches } => branches
+                .iter()
+                .any(|b| modharness_protocol::any_step(b, &is_probe)),
+            _ => false,
+        };
+        if nested {
+            let path = [Segment::Key("steps"), Segment::Index(index)];
+            return Err(ScenarioError::at(
+                file,
+                locate::locate(text, &path),
+                "`mass_probe` inside `repeat` or `parallel`; expected it as a top-level step \
+                 (its `rounds` repeat it)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads and parses a scenario file.
@@ -408,7 +445,10 @@ fn collect_step_mentions<'s>(
                     collect_step_mentions(branch, &branch_path, mentions);
                 }
             }
-            Step::Sleep { .. } | Step::Shell { .. } | Step::IrqStorm { .. } => {}
+            Step::Sleep { .. }
+            | Step::Shell { .. }
+            | Step::IrqStorm { .. }
+            | Step::MassProbe { .. } => {}
         }
     }
 }

@@ -15,7 +15,6 @@ use serde::Deserialize;
 use crate::{normalize_module_name, Expect, VmSettings, FINDING_KINDS, STEP_KINDS};
 
 /// Step keys of the format that this version cannot run yet.
-const UNSUPPORTED_STEP_KINDS: &[&str] = &["mass_probe"];
 
 /// The longest module name the kernel accepts (`MODULE_NAME_LEN` - 1 on 64-bit).
 const MAX_MODULE_NAME_LEN: usize = 55;
@@ -351,6 +350,7 @@ enum StepKind {
     Parallel,
     Shell,
     IrqStorm,
+    MassProbe,
 }
 
 impl StepKind {
@@ -363,12 +363,7 @@ impl StepKind {
             "parallel" => StepKind::Parallel,
             "shell" => StepKind::Shell,
             "irq_storm" => StepKind::IrqStorm,
-            _ if UNSUPPORTED_STEP_KINDS.contains(&text) => {
-                return Err(format!(
-                    "`{text}` is not supported by this version of modharness; expected one of: {}",
-                    STEP_KINDS.join(", ")
-                ))
-            }
+            "mass_probe" => StepKind::MassProbe,
             _ => {
                 return Err(format!(
                     "unknown step `{text}`; expected one of: {}",
@@ -387,6 +382,7 @@ impl StepKind {
             StepKind::Parallel => "parallel",
             StepKind::Shell => "shell",
             StepKind::IrqStorm => "irq_storm",
+            StepKind::MassProbe => "mass_probe",
         }
     }
 }
@@ -462,6 +458,7 @@ impl<'de> Visitor<'de> for StepVisitor {
                     duration_ms: duration.0,
                 }
             }
+            StepKind::MassProbe => map.next_value::<crate::probe_args::MassProbe>()?.0,
         };
         map.next_key_seed(SecondKey { first: kind })?;
         Ok(YamlStep(step))

@@ -296,6 +296,7 @@ impl ScenarioJob<'_> {
             irq: None,
             notes: Vec::new(),
             accel: None,
+            mass_probe: None,
         };
         let log_path = self.opts.out_dir.join(&log_rel);
         let mut retried_boot = false;

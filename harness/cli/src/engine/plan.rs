@@ -27,7 +27,8 @@ pub(crate) fn plan(scenario: &Scenario, resolved: &catalog::Resolved) -> Plan {
         sample_memory: scenario
             .steps
             .iter()
-            .any(|s| matches!(s, Step::Repeat { .. })),
+            .any(|s| matches!(s, Step::Repeat { .. } | Step::MassProbe { .. })),
+        resume: None,
     }
 }
 

@@ -154,7 +154,11 @@ impl Observed {
                 seconds,
             }),
             AgentEvent::Ready { .. } => self.ready = true,
-            AgentEvent::Done { .. } | AgentEvent::HostStorm { .. } => {}
+            AgentEvent::Done { .. }
+            | AgentEvent::HostStorm { .. }
+            | AgentEvent::ProbeRound { .. }
+            | AgentEvent::ProbeStart { .. }
+            | AgentEvent::ProbeModule { .. } => {}
         }
     }
 }

@@ -1,0 +1,288 @@
+//! The `mass_probe` step: an installer's hardware detection, one module at a time. Each module
+//! is loaded with its dependencies (farthest first, as modprobe does); one that bound a device
+//! stays loaded to the round's end, as an installer keeps the drivers it found, so the devices
+//! behind it (USB behind xHCI) appear; any other is unloaded again with what it pulled in, and
+//! the memory it did not return is measured. The host hears of each module before it is loaded,
+//! so that a module which kills or wedges the VM is known, and a fresh VM goes on after it.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use modharness_memory::{parse_meminfo, Sample};
+use modharness_protocol::{Event, ProbeResume, ProbeSelection};
+
+use crate::kernel::Kernel;
+use crate::modalias::{read_modaliases, AliasIndex};
+use crate::probe_tree::{keep, Tree};
+
+/// Tries of an unload that fails with EAGAIN/EBUSY (a module still settling after its probe).
+const UNLOAD_TRIES: u32 = 3;
+const UNLOAD_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// What a mass probe works on in the guest.
+pub struct Probe<'a> {
+    pub kernel: &'a dyn Kernel,
+    /// The kernel's modules tree, `/lib/modules/RELEASE`.
+    pub modules_dir: PathBuf,
+    /// Where sysfs is mounted (`/sys`).
+    pub sysfs: PathBuf,
+    /// Where procfs is mounted (`/proc`), for dropping caches before round samples.
+    pub procfs: PathBuf,
+    /// Sends an event to the host.
+    pub emit: &'a dyn Fn(&Event),
+    /// Takes a memory sample for cycle `n` (the rounds are the cycles).
+    pub sample: &'a dyn Fn(u32),
+}
+
+/// One `mass_probe` step's arguments.
+pub struct Request<'a> {
+    pub selection: &'a ProbeSelection,
+    pub rounds: u32,
+    pub skip: &'a [String],
+    pub shard: Option<(u32, u32)>,
+    /// Where to go on from, after a VM that ran the probe crashed.
+    pub resume: Option<&'a ProbeResume>,
+}
+
+/// A round's state: what is loaded on its behalf.
+#[derive(Default)]
+struct Round {
+    /// Modules loaded for a module that bound a device, in load order: unloaded at the end.
+    kept: Vec<String>,
+    /// Modules that would not unload: left alone, and not loaded again.
+    resident: BTreeSet<String>,
+}
+
+impl Probe<'_> {
+    /// Run the probe; `Err` only when it cannot start (no modules tree).
+    pub fn run(&self, request: &Request<'_>) -> io::Result<()> {
+        let tree = Tree::read(&self.modules_dir)?;
+        let aliases = std::fs::read_to_string(self.modules_dir.join("modules.alias"))
+            .unwrap_or_default();
+        let aliases = AliasIndex::parse(&aliases);
+        let (first_round, resume) = match request.resume {
+            Some(r) => (r.round, Some(r)),
+            None => (0, None),
+        };
+        if first_round == 0 && resume.is_none_or(|r| r.index == 0 && r.kept.is_empty()) {
+            self.sample_after_dropping_caches(0);
+        }
+        for round in first_round..request.rounds {
+            let resume = resume.filter(|r| r.round == round);
+            self.run_round(round, &tree, &aliases, request, resume);
+            self.sample_after_dropping_caches(round + 1);
+        }
+        Ok(())
+    }
+
+    fn run_round(
+        &self,
+        round: u32,
+        tree: &Tree,
+        aliases: &AliasIndex<'_>,
+        request: &Request<'_>,
+        resume: Option<&ProbeResume>,
+    ) {
+        let mut state = Round::default();
+        if let Some(resume) = resume {
+            // Bring back what the crashed VM had kept, quietly: it was measured there.
+            for name in &resume.kept {
+                let mut loaded = Vec::new();
+                let _ = self.load_with_deps(tree, name, &mut loaded, &state.resident);
+                state.kept.extend(loaded);
+            }
+        }
+        let modalias = matches!(request.selection, ProbeSelection::Modalias);
+        let mut list = if modalias {
+            self.devices_modules(tree, aliases, request, &BTreeSet::new())
+        } else {
+            tree.select(request.selection, request.skip, request.shard)
+        };
+        (self.emit)(&Event::ProbeRound {
+            round,
+            total: list.len(),
+        });
+        let mut index = resume.map_or(0, |r| r.index);
+        loop {
+            while index < list.len() {
+                self.probe_one(round, index, &list[index], tree, &mut state);
+                index += 1;
+            }
+            if !modalias {
+                break;
+            }
+            // Drivers kept so far may have brought new devices (USB behind xHCI): go on while
+            // they ask for modules not tried yet.
+            let tried: BTreeSet<String> = list.iter().cloned().collect();
+            let more = self.devices_modules(tree, aliases, request, &tried);
+            if more.is_empty() {
+                break;
+            }
+            list.extend(more);
+            (self.emit)(&Event::ProbeRound {
+                round,
+                total: list.len(),
+            });
+        }
+        for name in state.kept.iter().rev() {
+            let _ = self.unload(name);
+        }
+    }
+
+    /// The tree modules that the guest's devices' modaliases ask for, less `tried`.
+    fn devices_modules(
+        &self,
+        tree: &Tree,
+        aliases: &AliasIndex<'_>,
+        request: &Request<'_>,
+        tried: &BTreeSet<String>,
+    ) -> Vec<String> {
+        let wanted = aliases
+            .resolve(&read_modaliases(&self.sysfs))
+            .into_iter()
+            .map(|n| crate::kernel::kernel_module_name(&n))
+            .filter(|n| tree.modules.contains_key(n) && !tried.contains(n));
+        keep(wanted, request.skip, request.shard)
+    }
+
+    /// Load, look, and unload (or keep) one module, and tell the host.
+    fn probe_one(&self, round: u32, index: usize, name: &str, tree: &Tree, state: &mut Round) {
+        (self.emit)(&Event::ProbeStart {
+            round,
+            index,
+            module: name.to_string(),
+        });
+        let before = self.tracked_bytes();
+        let started = Instant::now();
+        let mut loaded = Vec::new();
+        let error = self.load_with_deps(tree, name, &mut loaded, &state.resident).err();
+        let load_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let bound = if error.is_none() {
+            bound_devices(&self.sysfs, name)
+        } else {
+            Vec::new()
+        };
+        let kept = !bound.is_empty();
+        let started = Instant::now();
+        let mut unload_error = None;
+        if kept {
+            state.kept.extend(loaded);
+        } else {
+            for module in loaded.iter().rev() {
+                if let Err(err) = self.unload(module) {
+                    state.resident.insert(module.clone());
+                    unload_error.get_or_insert(format!("delete_module({module}): {err}"));
+                }
+            }
+        }
+        let unload_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let unreturned_bytes = match (kept, before, self.tracked_bytes()) {
+            (false, Some(before), Some(after)) => Some(after as i64 - before as i64),
+            _ => None,
+        };
+        (self.emit)(&Event::ProbeModule {
+            round,
+            index,
+            module: name.to_string(),
+            error,
+            bound,
+            kept,
+            load_ms,
+            unload_ms,
+            unload_error,
+            unreturned_bytes,
+        });
+    }
+
+    /// Load `name` after its dependencies; what this call loaded goes to `loaded`, in order. A
+    /// module already in the kernel is fine as a dependency, an error for `name` itself.
+    fn load_with_deps(
+        &self,
+        tree: &Tree,
+        name: &str,
+        loaded: &mut Vec<String>,
+        resident: &BTreeSet<String>,
+    ) -> Result<(), String> {
+        let module = tree
+            .modules
+            .get(name)
+            .ok_or_else(|| format!("{name} is not in modules.dep"))?;
+        for dep in &module.deps {
+            if resident.contains(dep) {
+                continue;
+            }
+            let Some(file) = tree.modules.get(dep) else {
+                return Err(format!("dependency {dep} is not in modules.dep"));
+            };
+            match self.kernel.load(&file.path, "") {
+                Ok(()) => loaded.push(dep.clone()),
+                Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(err) => return Err(format!("dependency {dep}: finit_module: {err}")),
+            }
+        }
+        match self.kernel.load(&module.path, "") {
+            Ok(()) => {
+                loaded.push(name.to_string());
+                Ok(())
+            }
+            Err(err) => Err(format!("finit_module: {err}")),
+        }
+    }
+
+    fn unload(&self, name: &str) -> io::Result<()> {
+        let mut tries = 1;
+        loop {
+            match self.kernel.unload(name) {
+                Err(err)
+                    if tries < UNLOAD_TRIES
+                        && matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY)) =>
+                {
+                    tries += 1;
+                    std::thread::sleep(UNLOAD_RETRY_PAUSE);
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// The judged memory figure now.
+    fn tracked_bytes(&self) -> Option<u64> {
+        let meminfo = parse_meminfo(&self.kernel.meminfo().ok()?);
+        Sample {
+            meminfo,
+            ..Sample::default()
+        }
+        .tracked_bytes()
+    }
+
+    /// Round samples compare like with like: the page cache and reclaimable slab dropped first.
+    fn sample_after_dropping_caches(&self, cycle: u32) {
+        let _ = std::fs::write(self.procfs.join("sys/vm/drop_caches"), "3\n");
+        (self.sample)(cycle);
+    }
+}
+
+/// The devices that `module`'s drivers have bound: the device links in each
+/// `/sys/bus/BUS/drivers/DRIVER` that `/sys/module/MODULE/drivers/BUS:DRIVER` points at.
+pub fn bound_devices(sysfs: &Path, module: &str) -> Vec<String> {
+    let Ok(drivers) = std::fs::read_dir(sysfs.join("module").join(module).join("drivers")) else {
+        return Vec::new();
+    };
+    let mut devices = Vec::new();
+    for driver in drivers.flatten() {
+        let Ok(entries) = std::fs::read_dir(driver.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            if is_link && name != "module" {
+                devices.push(name);
+            }
+        }
+    }
+    devices.sort();
+    devices
+}

@@ -1,0 +1,87 @@
+//! What a `mass_probe` step measured: per module and per round.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The outcome of a scenario's mass probe (`"mass_probe"` on the scenario in report.json).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct MassProbeResult {
+    /// Distinct modules tried.
+    pub modules_tried: usize,
+    /// Distinct modules that loaded at least once.
+    pub loaded: usize,
+    /// Distinct modules that bound a device at least once.
+    pub bound: usize,
+    /// Distinct modules that never loaded (the errno says why: no device, missing firmware…).
+    pub failed: usize,
+    /// Times the VM was started again after a module crashed or wedged it.
+    #[serde(default)]
+    pub restarts: u32,
+    /// One entry per round, in order.
+    pub rounds: Vec<ProbeRoundResult>,
+    /// One entry per module tried, in the order first tried.
+    pub modules: Vec<ProbeModuleResult>,
+}
+
+/// One round of a mass probe.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ProbeRoundResult {
+    /// 1-based.
+    pub round: u32,
+    /// Modules tried in the round.
+    pub modules: usize,
+    /// Wall-clock seconds, restarts included.
+    pub seconds: f64,
+    /// `modules` over `seconds`.
+    pub modules_per_s: f64,
+    /// Each sampled /proc/meminfo figure after the round against before it, in bytes
+    /// (caches dropped before each sample); absent when a restart separated the samples.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub growth: BTreeMap<String, i64>,
+    /// The sum of the modules' unreturned bytes in the round.
+    pub unreturned_bytes: i64,
+}
+
+/// One module of a mass probe, over every round that tried it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ProbeModuleResult {
+    /// The module's name, as the kernel spells it.
+    pub name: String,
+    /// It loaded in at least one round.
+    pub loaded: bool,
+    /// Why a load failed, the first time it did (`finit_module: No such device`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Devices it bound (e.g. `0000:00:02.0`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bound: Vec<String>,
+    /// Mean load time, in milliseconds (dependencies included).
+    pub load_ms: f64,
+    /// Mean unload time, in milliseconds.
+    pub unload_ms: f64,
+    /// Why an unload failed, the first time it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unload_error: Option<String>,
+    /// Bytes not returned after its unload, per round that measured it (kept modules are not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreturned_bytes: Vec<i64>,
+    /// The title of the finding it was blamed for (a crash, a hang), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding: Option<String>,
+}
+
+impl MassProbeResult {
+    /// The modules that returned the least memory, worst first: (name, bytes over all rounds).
+    pub fn top_unreturned(&self, count: usize) -> Vec<(&str, i64)> {
+        let mut all: Vec<(&str, i64)> = self
+            .modules
+            .iter()
+            .map(|m| (m.name.as_str(), m.unreturned_bytes.iter().sum()))
+            .filter(|(_, bytes)| *bytes > 0)
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        all.truncate(count);
+        all
+    }
+}
