@@ -51,6 +51,10 @@ pub struct Request<'a> {
 struct Round {
     /// Modules loaded for a module that bound a device, in load order: unloaded at the end.
     kept: Vec<String>,
+    /// Dependencies loaded for an earlier module, in load order, kept while the next modules
+    /// need them: reloading cfg80211 for each of a hundred wireless drivers would take most of
+    /// a round.
+    held: Vec<String>,
     /// Modules that would not unload: left alone, and not loaded again.
     resident: BTreeSet<String>,
 }
@@ -59,8 +63,8 @@ impl Probe<'_> {
     /// Run the probe; `Err` only when it cannot start (no modules tree).
     pub fn run(&self, request: &Request<'_>) -> io::Result<()> {
         let tree = Tree::read(&self.modules_dir)?;
-        let aliases = std::fs::read_to_string(self.modules_dir.join("modules.alias"))
-            .unwrap_or_default();
+        let aliases =
+            std::fs::read_to_string(self.modules_dir.join("modules.alias")).unwrap_or_default();
         let aliases = AliasIndex::parse(&aliases);
         let (first_round, resume) = match request.resume {
             Some(r) => (r.round, Some(r)),
@@ -89,9 +93,11 @@ impl Probe<'_> {
         if let Some(resume) = resume {
             // Bring back what the crashed VM had kept, quietly: it was measured there.
             for name in &resume.kept {
-                let mut loaded = Vec::new();
-                let _ = self.load_with_deps(tree, name, &mut loaded, &state.resident);
-                state.kept.extend(loaded);
+                let deps = tree.modules.get(name).map_or(&[][..], |m| &m.deps[..]);
+                if self.hold_deps(tree, deps, &mut state).is_ok() && self.load_module(tree, name).is_ok() {
+                    state.kept.append(&mut state.held);
+                    state.kept.push(name.clone());
+                }
             }
         }
         let modalias = matches!(request.selection, ProbeSelection::Modalias);
@@ -126,7 +132,7 @@ impl Probe<'_> {
                 total: list.len(),
             });
         }
-        for name in state.kept.iter().rev() {
+        for name in state.held.iter().rev().chain(state.kept.iter().rev()) {
             let _ = self.unload(name);
         }
     }
@@ -147,17 +153,23 @@ impl Probe<'_> {
         keep(wanted, request.skip, request.shard)
     }
 
-    /// Load, look, and unload (or keep) one module, and tell the host.
+    /// Load, look, and unload (or keep) one module, and tell the host. Its dependencies come
+    /// first and stay for the next module if it needs them; the memory figure brackets the
+    /// module alone, so a dependency's leak is its own, measured when it is probed itself.
     fn probe_one(&self, round: u32, index: usize, name: &str, tree: &Tree, state: &mut Round) {
         (self.emit)(&Event::ProbeStart {
             round,
             index,
             module: name.to_string(),
         });
-        let before = self.tracked_bytes();
         let started = Instant::now();
-        let mut loaded = Vec::new();
-        let error = self.load_with_deps(tree, name, &mut loaded, &state.resident).err();
+        let deps = tree.modules.get(name).map_or(&[][..], |m| &m.deps[..]);
+        let mut unload_error = self.release_held(state, deps);
+        let mut error = self.hold_deps(tree, deps, state).err();
+        let before = self.tracked_bytes();
+        if error.is_none() {
+            error = self.load_module(tree, name).err();
+        }
         let load_ms = started.elapsed().as_secs_f64() * 1000.0;
         let bound = if error.is_none() {
             bound_devices(&self.sysfs, name)
@@ -166,19 +178,18 @@ impl Probe<'_> {
         };
         let kept = !bound.is_empty();
         let started = Instant::now();
-        let mut unload_error = None;
         if kept {
-            state.kept.extend(loaded);
-        } else {
-            for module in loaded.iter().rev() {
-                if let Err(err) = self.unload(module) {
-                    state.resident.insert(module.clone());
-                    unload_error.get_or_insert(format!("delete_module({module}): {err}"));
-                }
+            // A driver in use keeps what it depends on, to the round's end.
+            state.kept.append(&mut state.held);
+            state.kept.push(name.to_string());
+        } else if error.is_none() {
+            if let Err(err) = self.unload(name) {
+                state.resident.insert(name.to_string());
+                unload_error.get_or_insert(format!("delete_module({name}): {err}"));
             }
         }
         let unload_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let unreturned_bytes = match (kept, before, self.tracked_bytes()) {
+        let unreturned_bytes = match (kept || error.is_some(), before, self.tracked_bytes()) {
             (false, Some(before), Some(after)) => Some(after as i64 - before as i64),
             _ => None,
         };
@@ -196,39 +207,47 @@ impl Probe<'_> {
         });
     }
 
-    /// Load `name` after its dependencies; what this call loaded goes to `loaded`, in order. A
-    /// module already in the kernel is fine as a dependency, an error for `name` itself.
-    fn load_with_deps(
-        &self,
-        tree: &Tree,
-        name: &str,
-        loaded: &mut Vec<String>,
-        resident: &BTreeSet<String>,
-    ) -> Result<(), String> {
-        let module = tree
-            .modules
-            .get(name)
-            .ok_or_else(|| format!("{name} is not in modules.dep"))?;
-        for dep in &module.deps {
-            if resident.contains(dep) {
+    /// Unload the held dependencies that `deps` does not need, newest first; the first error.
+    fn release_held(&self, state: &mut Round, deps: &[String]) -> Option<String> {
+        let mut first_error = None;
+        while let Some(at) = state.held.iter().rposition(|m| !deps.contains(m)) {
+            let module = state.held.remove(at);
+            if let Err(err) = self.unload(&module) {
+                state.resident.insert(module.clone());
+                first_error.get_or_insert(format!("delete_module({module}): {err}"));
+            }
+        }
+        first_error
+    }
+
+    /// Load whichever of `deps` is not in the kernel yet, in order, and hold it.
+    fn hold_deps(&self, tree: &Tree, deps: &[String], state: &mut Round) -> Result<(), String> {
+        for dep in deps {
+            if state.resident.contains(dep) || state.held.contains(dep) || state.kept.contains(dep)
+            {
                 continue;
             }
             let Some(file) = tree.modules.get(dep) else {
                 return Err(format!("dependency {dep} is not in modules.dep"));
             };
             match self.kernel.load(&file.path, "") {
-                Ok(()) => loaded.push(dep.clone()),
+                Ok(()) => state.held.push(dep.clone()),
                 Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {}
                 Err(err) => return Err(format!("dependency {dep}: finit_module: {err}")),
             }
         }
-        match self.kernel.load(&module.path, "") {
-            Ok(()) => {
-                loaded.push(name.to_string());
-                Ok(())
-            }
-            Err(err) => Err(format!("finit_module: {err}")),
-        }
+        Ok(())
+    }
+
+    /// Load the module itself.
+    fn load_module(&self, tree: &Tree, name: &str) -> Result<(), String> {
+        let module = tree
+            .modules
+            .get(name)
+            .ok_or_else(|| format!("{name} is not in modules.dep"))?;
+        self.kernel
+            .load(&module.path, "")
+            .map_err(|err| format!("finit_module: {err}"))
     }
 
     fn unload(&self, name: &str) -> io::Result<()> {

@@ -39,9 +39,8 @@ fn name_of(path: &str) -> String {
 impl Tree {
     /// Read `dir/modules.dep` (required) and `dir/modules.order` (optional).
     pub fn read(dir: &Path) -> io::Result<Tree> {
-        let dep = std::fs::read_to_string(dir.join("modules.dep")).map_err(|e| {
-            io::Error::new(e.kind(), format!("{}/modules.dep: {e}", dir.display()))
-        })?;
+        let dep = std::fs::read_to_string(dir.join("modules.dep"))
+            .map_err(|e| io::Error::new(e.kind(), format!("{}/modules.dep: {e}", dir.display())))?;
         let order = std::fs::read_to_string(dir.join("modules.order")).unwrap_or_default();
         Ok(Tree::parse(dir, &dep, &order))
     }
@@ -61,7 +60,12 @@ impl Tree {
             tree.modules.insert(name, TreeModule { path, deps });
         }
         let mut seen = BTreeSet::new();
-        for name in order.lines().map(str::trim).filter(|l| !l.is_empty()).map(name_of) {
+        for name in order
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(name_of)
+        {
             if tree.modules.contains_key(&name) && seen.insert(name.clone()) {
                 tree.order.push(name);
             }
@@ -146,7 +150,14 @@ kernel/gone/not-in-dep.ko
     fn the_order_is_modules_order_then_what_only_modules_dep_names() {
         assert_eq!(
             tree().order,
-            ["pps_core", "ptp", "e1000e", "snd", "snd_hda_intel", "only_in_dep"]
+            [
+                "pps_core",
+                "ptp",
+                "e1000e",
+                "snd",
+                "snd_hda_intel",
+                "only_in_dep"
+            ]
         );
     }
 
@@ -154,7 +165,10 @@ kernel/gone/not-in-dep.ko
     fn named_selections_match_globs_and_skip_wins() {
         let t = tree();
         let named = ProbeSelection::Named(vec!["snd*".into(), "e1000e".into()]);
-        assert_eq!(t.select(&named, &[], None), ["e1000e", "snd", "snd_hda_intel"]);
+        assert_eq!(
+            t.select(&named, &[], None),
+            ["e1000e", "snd", "snd_hda_intel"]
+        );
         assert_eq!(
             t.select(&named, &["snd_hda_*".into()], None),
             ["e1000e", "snd"]

@@ -14,8 +14,8 @@ use modharness_protocol::{Event, Label, Plan, Step};
 use crate::channel::Channel;
 use crate::exit_code;
 use crate::irq;
+use crate::kernel::{kernel_module_name, kernel_release, module_params, uptime_s, Kernel};
 use crate::probe;
-use crate::kernel::{kernel_release, kernel_module_name, module_params, uptime_s, Kernel};
 use crate::shell;
 
 /// How often a `parallel` step waiting for its branches checks that their threads still exist.

@@ -15,6 +15,10 @@
 //! - `kvm-probe-only`: under KVM the first boot (the accelerator probe) is up at once and every
 //!   later one stalls; under TCG the agent comes up after a second, then `clean`.
 //!
+//! - `probe-crash`: a mass probe over modules `a`, `crasher`, `c`: the first VM oopses and
+//!   panics while `crasher` loads; a VM whose plan resumes (read from the initrd) probes what
+//!   is left, and says on the console which index it resumed at.
+//!
 //! With `FAKE_QEMU_PIDFILE` set, it writes its pid there first. With `FAKE_QEMU_LOG` set, it
 //! appends the accelerator of each start there (`kvm` or `tcg`), one line per start.
 
@@ -52,6 +56,74 @@ fn serve_qmp(listener: UnixListener) {
                 }
             }
         });
+    }
+}
+
+/// The plan inside the `-initrd` newc archive, if there is one.
+fn plan_from_initrd(args: &[String]) -> Option<serde_json::Value> {
+    let path = args.windows(2).find(|w| w[0] == "-initrd")?[1].clone();
+    let bytes = std::fs::read(path).ok()?;
+    let mut at = 0;
+    while at + 110 <= bytes.len() {
+        let field = |i: usize| {
+            let text = std::str::from_utf8(&bytes[at + 6 + i * 8..at + 14 + i * 8]).ok()?;
+            usize::from_str_radix(text, 16).ok()
+        };
+        let (size, name_len) = (field(6)?, field(11)?);
+        let name = &bytes[at + 110..at + 110 + name_len - 1];
+        let data = (at + 110 + name_len + 3) & !3;
+        if name == b"modharness/plan.json" {
+            return serde_json::from_slice(&bytes[data..data + size]).ok();
+        }
+        at = (data + size + 3) & !3;
+    }
+    None
+}
+
+/// `probe-crash`: the probe's events, as the agent would send them.
+fn fake_probe(console: &mut UnixStream, control: &mut UnixStream, args: &[String]) {
+    let resume = plan_from_initrd(args)
+        .and_then(|plan| plan["resume"]["index"].as_u64())
+        .unwrap_or(0) as usize;
+    let send = |control: &mut UnixStream, line: serde_json::Value| {
+        writeln!(control, "{line}").unwrap();
+    };
+    send(
+        control,
+        serde_json::json!({"event": "ready", "uptime_s": 1.0}),
+    );
+    send(
+        control,
+        serde_json::json!({"event": "probe_round", "round": 0, "total": 3}),
+    );
+    writeln!(console, "[    1.100000] fake probe resumes at {resume}\r").unwrap();
+    for (index, module) in ["a", "crasher", "c"].into_iter().enumerate().skip(resume) {
+        send(
+            control,
+            serde_json::json!({"event": "probe_start", "round": 0, "index": index, "module": module}),
+        );
+        if module == "crasher" {
+            let oops = "[    2.000000] BUG: kernel NULL pointer dereference, address: 0000000000000000\r\n\
+                        [    2.000100] RIP: 0010:crasher_init+0x5/0x10 [crasher]\r\n\
+                        [    2.000200] Call Trace:\r\n\
+                        [    2.000300]  <TASK>\r\n\
+                        [    2.000400]  do_one_initcall+0x40/0x200\r\n\
+                        [    2.000500]  </TASK>\r\n\
+                        [    2.000600] ---[ end trace 0000000000000000 ]---\r\n\
+                        [    2.000700] Kernel panic - not syncing: Fatal exception\r\n";
+            console.write_all(oops.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            std::process::exit(0);
+        }
+        send(
+            control,
+            serde_json::json!({"event": "probe_module", "round": 0, "index": index,
+            "module": module, "load_ms": 1.0, "unload_ms": 2.0, "unreturned_bytes": 0}),
+        );
+    }
+    send(control, serde_json::json!({"event": "done", "ok": true}));
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
     }
 }
 
@@ -114,6 +186,9 @@ fn main() {
             mode = "clean".into();
         }
         _ => {}
+    }
+    if mode == "probe-crash" {
+        fake_probe(&mut console, &mut control, &args);
     }
     if mode == "silent" || mode == "silent-console" {
         if mode == "silent" {

@@ -178,7 +178,15 @@ fn scenario_files(args: &[String], home: &Path) -> Result<Vec<PathBuf>, Failure>
         if all.is_empty() {
             return Err(Failure::usage(format!("no scenarios in {}", dir.display())));
         }
-        return Ok(all.iter().map(|n| dir.join(format!("{n}.yaml"))).collect());
+        // The default suite leaves out the long scenarios; naming one runs it.
+        let files: Vec<PathBuf> = all.iter().map(|n| dir.join(format!("{n}.yaml"))).collect();
+        let scenarios = engine::load_scenarios(&files)?;
+        return Ok(files
+            .into_iter()
+            .zip(scenarios)
+            .filter(|(_, (scenario, _))| !scenario.long)
+            .map(|(file, _)| file)
+            .collect());
     }
     args.iter()
         .map(|a| modharness_scenario::find_scenario(a, &dir).map_err(Failure::from))
@@ -304,6 +312,25 @@ fn print_progress(event: &Progress) {
         Progress::AccelFallback { scenario, why } => {
             eprintln!("  {scenario}: under kvm the guest did not boot ({why}); tcg from now on")
         }
+        Progress::Probe {
+            scenario,
+            round,
+            done,
+            total,
+            per_s,
+        } => {
+            let eta = if *per_s > 0.0 {
+                let left = total.saturating_sub(*done) as f64 / per_s;
+                format!(
+                    ", ETA {}m{:02}s",
+                    (left / 60.0) as u64,
+                    (left % 60.0) as u64
+                )
+            } else {
+                String::new()
+            };
+            eprintln!("  {scenario}: round {round}: {done}/{total} modules, {per_s:.1}/s{eta}")
+        }
         Progress::ScenarioStarted { kernel, scenario } => {
             eprintln!("[{kernel}] {scenario}: booting")
         }
@@ -397,9 +424,16 @@ fn list(what: ListWhat, module_dirs: &[PathBuf]) -> Result<u8, Failure> {
     let home = home::project_home();
     match what {
         ListWhat::Scenarios => {
-            for file in scenario_files(&[], &home)? {
+            let dir = home.join("scenarios");
+            for name in modharness_scenario::bundled_scenarios(&dir) {
+                let file = dir.join(format!("{name}.yaml"));
                 let (scenario, _) = engine::load_scenarios(&[file])?.remove(0);
-                println!("{:<24} {}", scenario.name, scenario.description);
+                let long = if scenario.long {
+                    " (long: run by name)"
+                } else {
+                    ""
+                };
+                println!("{:<24} {}{long}", scenario.name, scenario.description);
             }
         }
         ListWhat::Kernels => {

@@ -178,3 +178,81 @@ fn a_guest_that_crashes_at_every_boot_is_an_infrastructure_error() {
         "the kernel's own words are kept"
     );
 }
+
+#[test]
+fn a_module_that_kills_a_mass_probe_vm_is_blamed_and_the_probe_goes_on_after_it() {
+    let dir = scratch("probe-crash");
+    // A modules tree for a kernel whose release the fake image does not say (`unknown`).
+    let tree = dir.path().join("tree/lib/modules/unknown");
+    std::fs::create_dir_all(tree.join("kernel")).unwrap();
+    for module in ["a", "crasher", "c"] {
+        std::fs::write(tree.join(format!("kernel/{module}.ko")), b"\x7fELF").unwrap();
+    }
+    std::fs::write(
+        tree.join("modules.dep"),
+        "kernel/a.ko:\nkernel/crasher.ko:\nkernel/c.ko:\n",
+    )
+    .unwrap();
+    let scenario = dir.path().join("probe.yaml");
+    std::fs::write(
+        &scenario,
+        "name: probe\nvm: { timeout: 20s }\nsteps:\n  - mass_probe: { modules: all }\n",
+    )
+    .unwrap();
+    let kernel = dir.path().join("vmlinux");
+    std::fs::write(&kernel, b"not a kernel").unwrap();
+    let out = modharness()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--kernel")
+        .arg(format!(
+            "path:{},modules={}",
+            kernel.display(),
+            dir.path().join("tree").display()
+        ))
+        .args(["--accel=tcg", "--out"])
+        .arg(dir.path().join("out"))
+        .env("MODHARNESS_QEMU", fake_qemu())
+        .env("MODHARNESS_CACHE", dir.path().join("cache"))
+        .env("FAKE_QEMU_MODE", "probe-crash")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an unexpected oops: {}",
+        describe(&out)
+    );
+    let report = report(&dir.path().join("out"));
+    let scenario = &scenarios(&report)[0];
+    let finding = &scenario["findings"][0];
+    assert_eq!(finding["kind"], "oops", "{scenario}");
+    assert_eq!(finding["module"], "crasher", "{scenario}");
+    let probe = &scenario["mass_probe"];
+    assert_eq!(probe["restarts"], 1, "{probe}");
+    assert_eq!(probe["modules_tried"], 3, "{probe}");
+    let crasher = &probe["modules"][1];
+    assert_eq!(crasher["name"], "crasher");
+    assert!(
+        crasher["finding"]
+            .as_str()
+            .unwrap()
+            .contains("NULL pointer"),
+        "{crasher}"
+    );
+    let note = scenario["notes"][0].as_str().unwrap();
+    assert!(note.contains("VM 1 died while probing crasher"), "{note}");
+    let log_dir = dir
+        .path()
+        .join("out")
+        .join(scenario["console_log"].as_str().unwrap());
+    let second = std::fs::read_to_string(&log_dir).unwrap();
+    assert!(
+        second.contains("fake probe resumes at 2"),
+        "the second VM went on after the crasher: {second}"
+    );
+    assert!(
+        log_dir.with_extension("vm1.log").is_file(),
+        "the first VM's console is kept"
+    );
+}

@@ -9,8 +9,8 @@ mod bugs;
 mod html;
 mod junit;
 mod merge;
-mod probe;
 mod plot;
+mod probe;
 mod summary;
 mod text;
 
@@ -22,8 +22,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub use atomic::write_atomic;
-pub use probe::{MassProbeResult, ProbeModuleResult, ProbeRoundResult};
 pub use modharness_memory::{Growth, Series, Source};
+pub use probe::{MassProbeResult, ProbeModuleResult, ProbeRoundResult};
 
 use modharness_memory::Analysis;
 
@@ -155,7 +155,8 @@ pub struct ScenarioResult {
     pub notes: Vec<String>,
     /// The accelerator the scenario ran under: `kvm` or `tcg`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accel: Option<String>,    /// What its `mass_probe` step measured, when it had one.
+    pub accel: Option<String>,
+    /// What its `mass_probe` step measured, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mass_probe: Option<MassProbeResult>,
 }

@@ -75,6 +75,8 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// What a run must find, and nothing else.
     pub expect: Expect,
+    /// Takes minutes (a whole-tree mass probe): left out of the default suite, run by name.
+    pub long: bool,
 }
 
 /// The guest machine a scenario asks for (`vm:`).
@@ -288,16 +290,25 @@ pub fn parse(text: &str, file: &Path) -> Result<Scenario, ScenarioError> {
         modules: raw.modules.into_iter().map(|module| module.0).collect(),
         steps: raw.steps.0,
         expect: raw.expect,
+        long: raw.long,
     })
 }
 
 /// A mass probe restarts its VM when a module crashes it, and goes on from there: that needs it
 /// at the top level of the steps, and once.
-fn check_mass_probe_placement(steps: &[Step], text: &str, file: &Path) -> Result<(), ScenarioError> {
+fn check_mass_probe_placement(
+    steps: &[Step],
+    text: &str,
+    file: &Path,
+) -> Result<(), ScenarioError> {
     let is_probe = |s: &Step| matches!(s, Step::MassProbe { .. });
     let mut top_level = steps.iter().enumerate().filter(|(_, s)| is_probe(s));
     if let Some((second, _)) = top_level.nth(1) {
-        let path = [Segment::Key("steps"), Segment::Index(second), Segment::Key("mass_probe")];
+        let path = [
+            Segment::Key("steps"),
+            Segment::Index(second),
+            Segment::Key("mass_probe"),
+        ];
         return Err(ScenarioError::at(
             file,
             locate::locate(text, &path),

@@ -119,7 +119,9 @@ impl<'de> Deserialize<'de> for Rounds {
                 .filter(|n| (1..=MAX_ROUNDS).contains(n))
                 .map(Rounds)
                 .ok_or_else(|| {
-                    format!("invalid rounds `{text}`; expected a whole number from 1 to {MAX_ROUNDS}")
+                    format!(
+                        "invalid rounds `{text}`; expected a whole number from 1 to {MAX_ROUNDS}"
+                    )
                 })
         })
     }

@@ -28,13 +28,15 @@ const MAX_CPUS: u32 = 8;
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a scenario: a mapping with keys name, description, vm, modules, steps, expect"
+    expecting = "a scenario: a mapping with keys name, description, long, vm, modules, steps, expect"
 )]
 pub(crate) struct RawScenario {
     #[serde(deserialize_with = "scenario_name")]
     pub name: String,
     #[serde(default, deserialize_with = "text")]
     pub description: String,
+    #[serde(default, deserialize_with = "flag")]
+    pub long: bool,
     #[serde(default)]
     pub vm: VmSettings,
     #[serde(default)]
@@ -73,6 +75,15 @@ where
 /// Any scalar, as text.
 pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     parse_scalar(deserializer, "a string", |text| Ok(text.to_owned()))
+}
+
+/// `true` or `false`.
+fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    parse_scalar(deserializer, "true or false", |text| match text {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("invalid flag `{text}`; expected true or false")),
+    })
 }
 
 fn scenario_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {

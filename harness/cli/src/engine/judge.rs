@@ -1,15 +1,16 @@
 //! Stage 4 of a scenario: from what was observed to a verdict. Findings get source lines, the
 //! memory samples a leak verdict, and everything is matched against the scenario's expectations.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use modharness_images::kernel::{self, Kernel};
+use modharness_memory::{self as memory, Label, Sample, Series, Verdict};
 use modharness_report as report;
 use modharness_scenario::{self as scenario, FoundFinding, Scenario};
 use modharness_triage::{Finding, Symbolizer};
 
 use super::watch::{Observed, Storm};
-use modharness_memory::{self as memory, Series, Verdict};
 
 /// A finding the harness makes itself (`hang`, `vm_crash`, `leak`), not the kernel.
 pub(crate) fn own_finding(
@@ -101,10 +102,68 @@ fn judge_memory(scenario: &Scenario, seen: &mut Observed) -> Option<report::Memo
     Some(report::MemoryResult::from_analysis(&analysis, series))
 }
 
+/// Each round's growth of every sampled figure, from samples on both sides of the round taken
+/// in one VM (`cycle` r is after round r).
+fn round_growth(seen: &Observed) -> BTreeMap<u32, BTreeMap<String, i64>> {
+    let mut growth = BTreeMap::new();
+    for run in seen.earlier_memory.iter().chain([&seen.memory]) {
+        let by_cycle: BTreeMap<u32, &Sample> = run
+            .iter()
+            .filter(|s| s.label == Label::Cycle)
+            .map(|s| (s.cycle, s))
+            .collect();
+        for (cycle, after) in &by_cycle {
+            let Some(before) = cycle.checked_sub(1).and_then(|c| by_cycle.get(&c)) else {
+                continue;
+            };
+            let figures = memory::TRACKED_FIGURES.iter().filter_map(|field| {
+                let (a, b) = (after.meminfo.get(*field)?, before.meminfo.get(*field)?);
+                Some((field.to_string(), *a as i64 - *b as i64))
+            });
+            growth.insert(*cycle, figures.collect());
+        }
+    }
+    growth
+}
+
+/// The mass probe's report, and a `leak` finding for each module that kept memory above the
+/// scenario's bar in every round (two rounds at least: a first load fills caches for good).
+fn judge_probe(scenario: &Scenario, seen: &mut Observed) -> Option<report::MassProbeResult> {
+    if !seen.probe.started() {
+        return None;
+    }
+    let probe = seen.probe.result(&round_growth(seen));
+    if let Some(bar) = scenario
+        .expect
+        .memory
+        .as_ref()
+        .map(|m| m.max_leak_bytes_per_cycle)
+    {
+        for module in &probe.modules {
+            let rounds = &module.unreturned_bytes;
+            if rounds.len() >= 2 && rounds.iter().all(|b| *b > bar as i64) {
+                let mean = rounds.iter().sum::<i64>() / rounds.len() as i64;
+                seen.own.push(own_finding(
+                    "leak",
+                    format!(
+                        "memory not returned by {}: {} per load over {} rounds",
+                        module.name,
+                        memory::human_bytes(mean),
+                        rounds.len()
+                    ),
+                    Some(module.name.clone()),
+                ));
+            }
+        }
+    }
+    Some(probe)
+}
+
 /// Fill `result` from what was seen: findings (each marked expected or not), memory, steps,
 /// storms, failures and the status.
 pub(crate) fn judge(scenario: &Scenario, mut seen: Observed, result: &mut report::ScenarioResult) {
     result.memory = judge_memory(scenario, &mut seen);
+    result.mass_probe = judge_probe(scenario, &mut seen);
     let mut entries: Vec<report::FindingEntry> = seen
         .findings
         .iter()

@@ -5,19 +5,21 @@
 
 mod accel;
 mod boot;
+mod job;
 mod judge;
 mod plan;
+mod probe;
 mod watch;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use futures::StreamExt;
-use modharness_images::{initramfs, kernel, kernel::Kernel};
+use modharness_images::{initramfs, kernel};
 use modharness_report as report;
 use modharness_scenario::{self as scenario, Scenario};
-use modharness_vm::{self as vm, Accel};
+use modharness_vm as vm;
 use tokio::sync::{mpsc, watch as signal};
 
 pub use accel::AccelChoice;
@@ -25,9 +27,8 @@ pub use accel::AccelChoice;
 use crate::catalog::{self, Catalog};
 use crate::error::{Failure, Result};
 use accel::Selector;
-use boot::WorkDir;
+use job::ScenarioJob;
 use plan::Shape;
-use watch::{Observed, Watch};
 
 /// Everything `run` needs.
 #[derive(Clone, Debug)]
@@ -69,6 +70,15 @@ pub enum Progress {
     },
     /// A KVM guest did not come up; this scenario and the later ones run under TCG.
     AccelFallback { scenario: String, why: String },
+    /// How a mass probe's round is going.
+    Probe {
+        scenario: String,
+        /// 1-based.
+        round: u32,
+        done: usize,
+        total: usize,
+        per_s: f64,
+    },
     /// A scenario's VM is starting.
     ScenarioStarted { kernel: String, scenario: String },
     /// The kernel printed a crash report.
@@ -253,164 +263,6 @@ pub fn safe_component(s: &str) -> String {
     } else {
         cleaned
     }
-}
-
-/// One scenario on one kernel.
-struct ScenarioJob<'a> {
-    scenario: &'a Scenario,
-    kernel: &'a Kernel,
-    resolved: &'a catalog::Resolved,
-    accel: &'a Selector,
-    opts: &'a RunOptions,
-    agent: &'a Path,
-    busybox: &'a Path,
-}
-
-impl ScenarioJob<'_> {
-    /// Boot, watch and judge the scenario. A guest that never reached its agent is not the
-    /// scenario's doing: under KVM the run falls back to TCG and boots again; under TCG (where
-    /// multi-threaded emulation now and then crashes a kernel patching its own text at boot) it
-    /// boots once more; a second failure is an infrastructure error. Earlier consoles are kept.
-    async fn run(
-        &self,
-        progress: &mpsc::UnboundedSender<Progress>,
-        cancel: &mut signal::Receiver<bool>,
-    ) -> report::ScenarioResult {
-        let clock = Instant::now();
-        let log_rel = format!(
-            "logs/{}/{}.console.log",
-            safe_component(&self.kernel.release),
-            self.scenario.name
-        );
-        let mut result = report::ScenarioResult {
-            name: self.scenario.name.clone(),
-            file: self.scenario.file.display().to_string(),
-            status: report::Status::Error,
-            duration_s: 0.0,
-            findings: Vec::new(),
-            memory: None,
-            console_log: log_rel.clone(),
-            error: None,
-            failures: Vec::new(),
-            steps: report::StepStats::default(),
-            irq: None,
-            notes: Vec::new(),
-            accel: None,
-            mass_probe: None,
-        };
-        let log_path = self.opts.out_dir.join(&log_rel);
-        let mut retried_boot = false;
-        let (outcome, accel) = loop {
-            let accel = self.accel.current();
-            let outcome = self
-                .boot_and_watch(&log_path, accel, progress, cancel)
-                .await;
-            let failed_boot = match &outcome {
-                Ok(seen) => seen.boot_failure(),
-                Err(e) if accel == Accel::Kvm => {
-                    Some(e.message.lines().next().unwrap_or("").to_string())
-                }
-                Err(_) => None,
-            };
-            let Some(why) = failed_boot else {
-                break (outcome, accel);
-            };
-            if accel == Accel::Kvm && self.accel.fall_back(&why) {
-                let kept = keep_log(&log_path, "kvm.log");
-                result.notes.push(format!(
-                    "under kvm the guest did not boot ({why}); this scenario and the later ones \
-                     run under tcg (its console: {kept})"
-                ));
-                let _ = progress.send(Progress::AccelFallback {
-                    scenario: self.scenario.name.clone(),
-                    why,
-                });
-            } else if !retried_boot && outcome.is_ok() {
-                retried_boot = true;
-                let kept = keep_log(&log_path, "boot1.log");
-                result.notes.push(format!(
-                    "the first boot failed before any step ran ({why}); booted again (its console: {kept})"
-                ));
-            } else {
-                break (outcome, accel);
-            }
-        };
-        result.accel = Some(accel::name(accel).into());
-        match outcome {
-            Ok(mut observed) => {
-                let boot_failure = observed.boot_failure();
-                if boot_failure.is_some() {
-                    // The harness's own verdicts (hang, vm_crash) would blame the scenario for a
-                    // boot; the kernel's own words are kept.
-                    observed.own.clear();
-                }
-                judge::judge(self.scenario, observed, &mut result);
-                if let Some(why) = boot_failure {
-                    result.status = report::Status::Error;
-                    result.error = Some(format!(
-                        "the guest failed {} while booting, before any step ran: {why}",
-                        if retried_boot { "twice" } else { "under kvm" }
-                    ));
-                }
-            }
-            Err(e) => result.error = Some(e.message),
-        }
-        result.duration_s = clock.elapsed().as_secs_f64();
-        result
-    }
-
-    /// Boot the scenario's VM under `accel`, run its plan, and collect what happened.
-    async fn boot_and_watch(
-        &self,
-        log_path: &Path,
-        accel: Accel,
-        progress: &mpsc::UnboundedSender<Progress>,
-        cancel: &mut signal::Receiver<bool>,
-    ) -> Result<Observed> {
-        let work = WorkDir::new()?;
-        let plan = plan::plan(self.scenario, self.resolved);
-        let files = plan::plan_files(&plan, self.resolved);
-        let initrd = plan::write_initrd(&work, &plan, &files, self.agent, self.busybox)?;
-        if let Some(parent) = log_path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Failure::infra(format!("{}: {e}", parent.display())))?;
-        }
-        let log = std::fs::File::create(log_path)
-            .map_err(|e| Failure::infra(format!("{}: {e}", log_path.display())))?;
-        let config =
-            Shape::of(self.scenario).config(&self.opts.qemu, accel, self.kernel, &work, initrd);
-        let started = boot::start(&config)
-            .await
-            .map_err(|e| Failure::infra(format!("{}: {e}", self.scenario.name)))?;
-        let watch = Watch {
-            scenario: &self.scenario.name,
-            timeout: self.scenario.vm.timeout,
-            ready_within: (accel == Accel::Kvm).then(|| self.accel.kvm_boot_limit()),
-            progress,
-        };
-        let mut seen = watch.follow(started, log, cancel).await;
-        judge::symbolize(
-            self.kernel,
-            &self.opts.cache_root,
-            &files,
-            &mut seen.findings,
-        );
-        // A hang with a kernel explanation (hung task, lockup) is that explanation, not a hang.
-        if !seen.findings.is_empty() {
-            seen.own.retain(|f| f.kind != "hang");
-        }
-        Ok(seen)
-    }
-}
-
-/// Move a failed boot's console log aside as `<name>.<suffix>`; the name it got, for the notes.
-fn keep_log(log_path: &Path, suffix: &str) -> String {
-    let kept = log_path.with_extension(suffix);
-    let _ = std::fs::rename(log_path, &kept);
-    kept.file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
 }
 
 #[cfg(test)]

@@ -65,6 +65,30 @@ pub(crate) fn write_initrd(
     Ok(initrd)
 }
 
+/// Append the kernel's whole modules tree (cached as a cpio archive of its own) to `initrd`
+/// when the plan mass-probes it: the kernel unpacks concatenated archives into one rootfs.
+pub(crate) fn append_modules_tree(
+    initrd: &Path,
+    plan: &Plan,
+    kernel: &Kernel,
+    cache_root: &Path,
+) -> Result<()> {
+    if !plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::MassProbe { .. }))
+    {
+        return Ok(());
+    }
+    let pack = modharness_images::modpack::build(kernel, cache_root)?;
+    let append = || -> std::io::Result<u64> {
+        let mut out = std::fs::OpenOptions::new().append(true).open(initrd)?;
+        std::io::copy(&mut std::fs::File::open(&pack.cpio)?, &mut out)
+    };
+    append().map_err(|e| Failure::infra(format!("{}: {e}", initrd.display())))?;
+    Ok(())
+}
+
 /// The machine a scenario needs: `microvm` boots fastest, PCI devices need `pc`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Shape {

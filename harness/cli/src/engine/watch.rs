@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::boot::Started;
 use super::judge::own_finding;
+use super::probe::{self, ProbeLog};
 use super::Progress;
 
 /// How long to keep reading the console after the plan is done, for the lines still in flight.
@@ -52,6 +53,10 @@ pub(crate) struct Observed {
     pub load_unload_ms: f64,
     pub unloads_ok: u32,
     pub storms: Vec<Storm>,
+    /// What a mass probe did, over every VM so far.
+    pub probe: ProbeLog,
+    /// Memory samples of earlier VMs of a mass probe that restarted, one list per VM.
+    pub earlier_memory: Vec<Vec<modharness_memory::Sample>>,
     /// The agent said it was up.
     pub ready: bool,
     /// Why the agent never came up, when a deadline passed before it did.
@@ -60,6 +65,28 @@ pub(crate) struct Observed {
 }
 
 impl Observed {
+    /// Add what a later VM of the same scenario saw (a mass probe restarted after a crash).
+    pub fn absorb(&mut self, later: Observed) {
+        self.findings.extend(later.findings);
+        self.own.extend(later.own);
+        self.steps.total += later.steps.total;
+        self.steps.failed += later.steps.failed;
+        self.step_failures.extend(later.step_failures);
+        if !later.memory.is_empty() {
+            let earlier = std::mem::replace(&mut self.memory, later.memory);
+            if !earlier.is_empty() {
+                self.earlier_memory.push(earlier);
+            }
+        }
+        self.load_unload_ms += later.load_unload_ms;
+        self.unloads_ok += later.unloads_ok;
+        self.storms.extend(later.storms);
+        self.probe = later.probe;
+        self.ready = later.ready;
+        self.never_ready = later.never_ready;
+        self.interrupted = later.interrupted;
+    }
+
     /// Why the guest never got to the plan, when it crashed, hung or died before the agent was
     /// up; `None` when the agent came up (or the run was cancelled first).
     pub fn boot_failure(&self) -> Option<String> {
@@ -173,6 +200,9 @@ pub(crate) struct Watch<'a> {
     pub progress: &'a mpsc::UnboundedSender<Progress>,
 }
 
+/// How often the terminal hears how a mass probe is going.
+const PROBE_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
 /// The mutable side of a watch: one value per thing the loop waits for.
 struct Follow {
     seen: Observed,
@@ -186,15 +216,19 @@ struct Follow {
     /// The triage has been told the console went quiet since the last bytes.
     settled: bool,
     host_storms: Vec<tokio::task::JoinHandle<()>>,
+    /// When the terminal last heard of the mass probe.
+    probe_told: Instant,
 }
 
 impl Watch<'_> {
     /// Follow `started` until the end, then end QEMU; everything seen goes to `log` and the result.
+    /// A mass probe's log so far goes on in `probe`.
     pub async fn follow(
         &self,
         started: Started,
         mut log: std::fs::File,
         cancel: &mut watch::Receiver<bool>,
+        probe: ProbeLog,
     ) -> Observed {
         let Started {
             mut machine,
@@ -204,7 +238,10 @@ impl Watch<'_> {
         let deadline = began + self.timeout;
         let ready_deadline = self.ready_within.map(|d| began + d);
         let mut f = Follow {
-            seen: Observed::default(),
+            seen: Observed {
+                probe,
+                ..Observed::default()
+            },
             triage: Triage::new(),
             ending: None,
             guest_down: false,
@@ -213,12 +250,19 @@ impl Watch<'_> {
             last_console: began,
             settled: true,
             host_storms: Vec::new(),
+            probe_told: began,
         };
         loop {
             let mut until = f.ending.map_or(deadline, |e| e.min(deadline));
             if let (Some(at), false) = (ready_deadline, f.seen.ready) {
                 until = until.min(at);
             }
+            let wedged_at = f
+                .seen
+                .probe
+                .in_flight
+                .as_ref()
+                .map(|busy| Instant::from_std(busy.since) + probe::MODULE_LIMIT);
             tokio::select! {
                 _ = tokio::time::sleep_until(f.last_console + QUIET), if !f.settled => {
                     f.settled = true;
@@ -244,7 +288,11 @@ impl Watch<'_> {
                                     f.done = true;
                                     f.ending = Some(Instant::now() + SETTLE);
                                 }
-                                f.seen.record(event);
+                                if f.seen.probe.record(&event) {
+                                    self.tell_probe_progress(&mut f);
+                                } else {
+                                    f.seen.record(event);
+                                }
                             }
                         }
                         VmEvent::GuestPanicked | VmEvent::Shutdown(_) => {
@@ -259,6 +307,10 @@ impl Watch<'_> {
                 }
                 _ = tokio::time::sleep_until(until) => {
                     self.on_deadline(&mut f, Instant::now() >= deadline, began);
+                    break;
+                }
+                _ = tokio::time::sleep_until(wedged_at.unwrap_or(until)), if wedged_at.is_some() => {
+                    self.on_wedged_probe(&mut f);
                     break;
                 }
                 _ = cancel.changed() => {
@@ -294,6 +346,37 @@ impl Watch<'_> {
         }
         let _ = log.flush();
         f.seen
+    }
+
+    /// A module has been loading or unloading for too long: that is its hang.
+    fn on_wedged_probe(&self, f: &mut Follow) {
+        if let Some(busy) = &f.seen.probe.in_flight {
+            let title = format!(
+                "mass probe: {} did not finish loading and unloading within {} s",
+                busy.module,
+                probe::MODULE_LIMIT.as_secs()
+            );
+            f.seen
+                .own
+                .push(own_finding("hang", title, Some(busy.module.clone())));
+        }
+    }
+
+    fn tell_probe_progress(&self, f: &mut Follow) {
+        let Some((round, done, total, per_s)) = f.seen.probe.progress() else {
+            return;
+        };
+        if f.probe_told.elapsed() < PROBE_PROGRESS_EVERY && done < total {
+            return;
+        }
+        f.probe_told = Instant::now();
+        let _ = self.progress.send(Progress::Probe {
+            scenario: self.scenario.to_string(),
+            round: round + 1,
+            done,
+            total,
+            per_s,
+        });
     }
 
     fn on_console(&self, f: &mut Follow, bytes: &[u8]) {

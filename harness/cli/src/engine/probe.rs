@@ -1,0 +1,316 @@
+//! The host's side of a `mass_probe` step: what each module did, across the VMs it took, where to
+//! go on after a module crashed or wedged its VM, and the report of it all.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use modharness_protocol::{Event as AgentEvent, ProbeResume};
+use modharness_report::{MassProbeResult, ProbeModuleResult, ProbeRoundResult};
+
+/// A module that has not finished loading and unloading after this has wedged the guest (a
+/// load waiting for hardware that never answers, an unload stuck on a reference).
+pub(crate) const MODULE_LIMIT: Duration = Duration::from_secs(60);
+/// VMs started again after crashes before the probe gives up: a kernel that dies at every
+/// module is not worth 4,000 boots.
+pub(crate) const MAX_RESTARTS: u32 = 25;
+
+/// The module a probe was busy with.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct InFlight {
+    pub round: u32,
+    pub index: usize,
+    pub module: String,
+    pub since: Instant,
+}
+
+/// Everything the agent said about a mass probe, over every VM it ran in.
+#[derive(Default)]
+pub(crate) struct ProbeLog {
+    /// Modules in the order first tried, with what each round saw.
+    modules: Vec<ProbeModuleResult>,
+    by_name: BTreeMap<String, usize>,
+    /// Per round: (modules in its list, host time it began, host time it ended).
+    rounds: BTreeMap<u32, (usize, Instant, Option<Instant>)>,
+    /// Per round: how many modules finished, for progress.
+    finished: BTreeMap<u32, usize>,
+    /// The module being probed, if one is.
+    pub in_flight: Option<InFlight>,
+    /// Modules the current round keeps loaded (they bound a device).
+    kept: Vec<String>,
+    /// Unreturned bytes summed per round.
+    unreturned: BTreeMap<u32, i64>,
+    pub restarts: u32,
+}
+
+impl ProbeLog {
+    /// Take one agent event; `true` when it was a probe event.
+    pub fn record(&mut self, event: &AgentEvent) -> bool {
+        let now = Instant::now();
+        match event {
+            AgentEvent::ProbeRound { round, total } => {
+                // A new round ends the ones before it.
+                for (r, entry) in self.rounds.iter_mut() {
+                    if r < round && entry.2.is_none() {
+                        entry.2 = Some(now);
+                    }
+                }
+                if self.rounds.keys().all(|r| r < round) {
+                    self.kept.clear();
+                }
+                self.rounds
+                    .entry(*round)
+                    .and_modify(|e| e.0 = (*total).max(e.0))
+                    .or_insert((*total, now, None));
+            }
+            AgentEvent::ProbeStart {
+                round,
+                index,
+                module,
+            } => {
+                self.in_flight = Some(InFlight {
+                    round: *round,
+                    index: *index,
+                    module: module.clone(),
+                    since: now,
+                });
+            }
+            AgentEvent::ProbeModule {
+                round,
+                module,
+                error,
+                bound,
+                kept,
+                load_ms,
+                unload_ms,
+                unload_error,
+                unreturned_bytes,
+                ..
+            } => {
+                self.in_flight = None;
+                *self.finished.entry(*round).or_default() += 1;
+                if *kept {
+                    self.kept.push(module.clone());
+                }
+                if let Some(bytes) = unreturned_bytes {
+                    *self.unreturned.entry(*round).or_default() += bytes;
+                }
+                let entry = self.entry(module);
+                let tries = entry.unreturned_bytes.len().max(1) as f64;
+                entry.loaded |= error.is_none();
+                if entry.error.is_none() {
+                    entry.error.clone_from(error);
+                }
+                for device in bound {
+                    if !entry.bound.contains(device) {
+                        entry.bound.push(device.clone());
+                    }
+                }
+                entry.load_ms = (entry.load_ms * (tries - 1.0) + load_ms) / tries;
+                entry.unload_ms = (entry.unload_ms * (tries - 1.0) + unload_ms) / tries;
+                if entry.unload_error.is_none() {
+                    entry.unload_error.clone_from(unload_error);
+                }
+                if let Some(bytes) = unreturned_bytes {
+                    entry.unreturned_bytes.push(*bytes);
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn entry(&mut self, module: &str) -> &mut ProbeModuleResult {
+        let index = *self.by_name.entry(module.to_string()).or_insert_with(|| {
+            self.modules.push(ProbeModuleResult {
+                name: module.to_string(),
+                ..Default::default()
+            });
+            self.modules.len() - 1
+        });
+        &mut self.modules[index]
+    }
+
+    /// Whether a probe has started at all.
+    pub fn started(&self) -> bool {
+        !self.rounds.is_empty()
+    }
+
+    /// `(round, done, total, modules per second)` of the round in progress.
+    pub fn progress(&self) -> Option<(u32, usize, usize, f64)> {
+        let (round, (total, began, _)) = self.rounds.iter().next_back()?;
+        let done = self.finished.get(round).copied().unwrap_or(0);
+        let seconds = began.elapsed().as_secs_f64();
+        let per_s = if seconds > 0.0 {
+            done as f64 / seconds
+        } else {
+            0.0
+        };
+        Some((*round, done, *total, per_s))
+    }
+
+    /// The VM died while `in_flight` was loading or unloading: blame it with `title`, and say
+    /// where a fresh VM goes on from.
+    pub fn blame_in_flight(&mut self, title: &str) -> Option<(String, ProbeResume)> {
+        let busy = self.in_flight.take()?;
+        let entry = self.entry(&busy.module);
+        entry.finding.get_or_insert_with(|| title.to_string());
+        *self.finished.entry(busy.round).or_default() += 1;
+        self.restarts += 1;
+        let resume = ProbeResume {
+            round: busy.round,
+            index: busy.index + 1,
+            kept: self.kept.clone(),
+        };
+        Some((busy.module, resume))
+    }
+
+    /// The report of the probe. `growth` gives each round's meminfo growth, where samples on
+    /// both sides of the round came from one VM.
+    pub fn result(&self, growth: &BTreeMap<u32, BTreeMap<String, i64>>) -> MassProbeResult {
+        let end = Instant::now();
+        let rounds = self
+            .rounds
+            .iter()
+            .map(|(round, (total, began, ended))| {
+                let seconds = ended.unwrap_or(end).duration_since(*began).as_secs_f64();
+                let modules = self.finished.get(round).copied().unwrap_or(0).max(*total);
+                ProbeRoundResult {
+                    round: round + 1,
+                    modules,
+                    seconds,
+                    modules_per_s: if seconds > 0.0 {
+                        modules as f64 / seconds
+                    } else {
+                        0.0
+                    },
+                    growth: growth.get(&(round + 1)).cloned().unwrap_or_default(),
+                    unreturned_bytes: self.unreturned.get(round).copied().unwrap_or(0),
+                }
+            })
+            .collect();
+        MassProbeResult {
+            modules_tried: self.modules.len(),
+            loaded: self.modules.iter().filter(|m| m.loaded).count(),
+            bound: self.modules.iter().filter(|m| !m.bound.is_empty()).count(),
+            failed: self
+                .modules
+                .iter()
+                .filter(|m| !m.loaded && m.finding.is_none())
+                .count(),
+            restarts: self.restarts,
+            rounds,
+            modules: self.modules.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(round: u32, index: usize, name: &str, error: Option<&str>, bytes: i64) -> AgentEvent {
+        AgentEvent::ProbeModule {
+            round,
+            index,
+            module: name.into(),
+            error: error.map(str::to_string),
+            bound: Vec::new(),
+            kept: false,
+            load_ms: 2.0,
+            unload_ms: 4.0,
+            unload_error: None,
+            unreturned_bytes: Some(bytes),
+        }
+    }
+
+    fn start(round: u32, index: usize, name: &str) -> AgentEvent {
+        AgentEvent::ProbeStart {
+            round,
+            index,
+            module: name.into(),
+        }
+    }
+
+    #[test]
+    fn modules_are_counted_once_over_rounds_with_their_bytes_per_round() {
+        let mut log = ProbeLog::default();
+        for round in 0..2 {
+            log.record(&AgentEvent::ProbeRound { round, total: 2 });
+            log.record(&start(round, 0, "a"));
+            log.record(&module(round, 0, "a", None, 4096));
+            log.record(&start(round, 1, "b"));
+            log.record(&module(
+                round,
+                1,
+                "b",
+                Some("finit_module: No such device"),
+                0,
+            ));
+        }
+        let result = log.result(&BTreeMap::new());
+        assert_eq!(
+            (result.modules_tried, result.loaded, result.failed),
+            (2, 1, 1)
+        );
+        assert_eq!(result.modules[0].unreturned_bytes, [4096, 4096]);
+        assert_eq!(result.rounds.len(), 2);
+        assert_eq!(result.rounds[1].unreturned_bytes, 4096);
+        assert_eq!(result.top_unreturned(5), [("a", 8192)]);
+    }
+
+    #[test]
+    fn a_crash_blames_the_module_in_flight_and_resumes_after_it() {
+        let mut log = ProbeLog::default();
+        log.record(&AgentEvent::ProbeRound { round: 0, total: 3 });
+        log.record(&start(0, 0, "keeper"));
+        log.record(&AgentEvent::ProbeModule {
+            round: 0,
+            index: 0,
+            module: "keeper".into(),
+            error: None,
+            bound: vec!["0000:00:02.0".into()],
+            kept: true,
+            load_ms: 1.0,
+            unload_ms: 0.0,
+            unload_error: None,
+            unreturned_bytes: None,
+        });
+        log.record(&start(0, 1, "crasher"));
+        let (module, resume) = log.blame_in_flight("BUG: oops in crasher_init").unwrap();
+        assert_eq!(module, "crasher");
+        assert_eq!(
+            resume,
+            ProbeResume {
+                round: 0,
+                index: 2,
+                kept: vec!["keeper".into()]
+            }
+        );
+        let result = log.result(&BTreeMap::new());
+        assert_eq!(result.restarts, 1);
+        assert_eq!(result.bound, 1);
+        let crasher = result.modules.iter().find(|m| m.name == "crasher").unwrap();
+        assert_eq!(
+            crasher.finding.as_deref(),
+            Some("BUG: oops in crasher_init")
+        );
+        assert_eq!(result.failed, 0, "a crash is not a failed load");
+        assert!(
+            log.blame_in_flight("again").is_none(),
+            "nothing in flight any more"
+        );
+    }
+
+    #[test]
+    fn progress_follows_the_newest_round() {
+        let mut log = ProbeLog::default();
+        assert!(!log.started());
+        log.record(&AgentEvent::ProbeRound { round: 0, total: 2 });
+        log.record(&module(0, 0, "a", None, 0));
+        let (round, done, total, _) = log.progress().unwrap();
+        assert_eq!((round, done, total), (0, 1, 2));
+        log.record(&AgentEvent::ProbeRound { round: 1, total: 2 });
+        let (round, done, total, _) = log.progress().unwrap();
+        assert_eq!((round, done, total), (1, 0, 2));
+    }
+}
