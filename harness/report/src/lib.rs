@@ -9,8 +9,9 @@ mod bugs;
 mod html;
 mod junit;
 mod merge;
-mod probe;
 mod plot;
+mod probe;
+mod probe_html;
 mod summary;
 mod text;
 
@@ -22,8 +23,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub use atomic::write_atomic;
-pub use probe::{MassProbeResult, ProbeModuleResult, ProbeRoundResult};
 pub use modharness_memory::{Growth, Series, Source};
+pub use probe::{MassProbeResult, ProbeModuleResult, ProbeRoundResult};
 
 use modharness_memory::Analysis;
 
@@ -155,7 +156,8 @@ pub struct ScenarioResult {
     pub notes: Vec<String>,
     /// The accelerator the scenario ran under: `kvm` or `tcg`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accel: Option<String>,    /// What its `mass_probe` step measured, when it had one.
+    pub accel: Option<String>,
+    /// What its `mass_probe` step measured, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mass_probe: Option<MassProbeResult>,
 }
@@ -423,7 +425,8 @@ impl Report {
         write_atomic(&out_dir.join(REPORT_HTML), page.as_bytes())
     }
 
-    /// The terminal summary: one row per (kernel, scenario), then a totals line. Fits in 100
+    /// The terminal summary: one row per (kernel, scenario), two or three lines per mass probe,
+    /// then a totals line. Fits in 100
     /// columns; control characters from the guest are replaced so they cannot drive the
     /// terminal.
     pub fn summary(&self) -> String {
