@@ -426,9 +426,8 @@ impl Report {
     }
 
     /// The terminal summary: one row per (kernel, scenario), two or three lines per mass probe,
-    /// then a totals line. Fits in 100
-    /// columns; control characters from the guest are replaced so they cannot drive the
-    /// terminal.
+    /// then a totals line. Fits in 100 columns; control characters from the guest are replaced
+    /// so they cannot drive the terminal.
     pub fn summary(&self) -> String {
         summary::render(self)
     }
