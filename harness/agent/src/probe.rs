@@ -286,3 +286,6 @@ pub fn bound_devices(sysfs: &Path, module: &str) -> Vec<String> {
     devices.sort();
     devices
 }
+
+#[cfg(test)]
+mod tests;
