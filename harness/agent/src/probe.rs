@@ -51,7 +51,8 @@ pub struct Request<'a> {
 struct Round {
     /// Modules loaded for a module that bound a device, in load order: unloaded at the end.
     kept: Vec<String>,
-    /// Modules that would not unload: left alone, and not loaded again.
+    /// Modules that would not unload: left alone, and not loaded again (in later rounds
+    /// either: they are still in the kernel).
     resident: BTreeSet<String>,
 }
 
@@ -69,9 +70,10 @@ impl Probe<'_> {
         if first_round == 0 && resume.is_none_or(|r| r.index == 0 && r.kept.is_empty()) {
             self.sample_after_dropping_caches(0);
         }
+        let mut resident = BTreeSet::new();
         for round in first_round..request.rounds {
             let resume = resume.filter(|r| r.round == round);
-            self.run_round(round, &tree, &aliases, request, resume);
+            self.run_round(round, &tree, &aliases, request, resume, &mut resident);
             self.sample_after_dropping_caches(round + 1);
         }
         Ok(())
@@ -84,8 +86,12 @@ impl Probe<'_> {
         aliases: &AliasIndex<'_>,
         request: &Request<'_>,
         resume: Option<&ProbeResume>,
+        resident: &mut BTreeSet<String>,
     ) {
-        let mut state = Round::default();
+        let mut state = Round {
+            resident: std::mem::take(resident),
+            ..Round::default()
+        };
         if let Some(resume) = resume {
             // Bring back what the crashed VM had kept, quietly: it was measured there.
             for name in &resume.kept {
@@ -127,8 +133,11 @@ impl Probe<'_> {
             });
         }
         for name in state.kept.iter().rev() {
-            let _ = self.unload(name);
+            if self.unload(name).is_err() {
+                state.resident.insert(name.clone());
+            }
         }
+        *resident = state.resident;
     }
 
     /// The tree modules that the guest's devices' modaliases ask for, less `tried`.
@@ -209,6 +218,9 @@ impl Probe<'_> {
             .modules
             .get(name)
             .ok_or_else(|| format!("{name} is not in modules.dep"))?;
+        if resident.contains(name) {
+            return Err(format!("{name} is still loaded: it would not unload earlier"));
+        }
         for dep in &module.deps {
             if resident.contains(dep) {
                 continue;
