@@ -193,12 +193,17 @@ const BAR_COLOURS: [&str; 10] = [
 
 /// Horizontal bars of byte counts: one group per row, one bar per series in each (the colour
 /// says which, the legend names the series when there are several). Negative values grow left
-/// of the zero line. Labels and values are text, so the chart reads without hovering.
-pub(crate) fn bar_chart(title: &str, series: &[String], rows: &[(String, Vec<i64>)]) -> String {
+/// of the zero line; a missing value (no sample to compare) has no bar and reads `-`. Labels
+/// and values are text, so the chart reads without hovering.
+pub(crate) fn bar_chart(
+    title: &str,
+    series: &[String],
+    rows: &[(String, Vec<Option<i64>>)],
+) -> String {
     let per_group = series.len().max(1);
     let (lo, hi) = rows
         .iter()
-        .flat_map(|(_, values)| values)
+        .flat_map(|(_, values)| values.iter().flatten())
         .fold((0i64, 0i64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let span = (hi as f64 - lo as f64).max(1.0);
     let plot_width = WIDTH - BAR_LABEL_WIDTH - BAR_VALUE_WIDTH - RIGHT;
@@ -235,20 +240,17 @@ pub(crate) fn bar_chart(title: &str, series: &[String], rows: &[(String, Vec<i64
         for (index, &bytes) in values.iter().enumerate() {
             let colour = BAR_COLOURS[index % BAR_COLOURS.len()];
             let bar_top = top + BAR * index as f64;
-            let (left, right) = (x(bytes.min(0)), x(bytes.max(0)));
-            let _ = write!(
-                svg,
-                "<rect x=\"{left:.1}\" y=\"{bar_top:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"/>",
-                (right - left).max(0.5),
-                BAR - 1.0,
-            );
-            text(
-                &mut svg,
-                WIDTH - RIGHT,
-                bar_top + BAR - 2.0,
-                "end",
-                &signed_bytes(bytes),
-            );
+            if let Some(bytes) = bytes {
+                let (left, right) = (x(bytes.min(0)), x(bytes.max(0)));
+                let _ = write!(
+                    svg,
+                    "<rect x=\"{left:.1}\" y=\"{bar_top:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"/>",
+                    (right - left).max(0.5),
+                    BAR - 1.0,
+                );
+            }
+            let value = bytes.map_or_else(|| "-".to_owned(), signed_bytes);
+            text(&mut svg, WIDTH - RIGHT, bar_top + BAR - 2.0, "end", &value);
         }
     }
     let zero = x(0);

@@ -13,6 +13,9 @@ use crate::{MassProbeResult, ProbeModuleResult, ScenarioResult};
 
 /// Modules in the chart of memory not returned.
 const TOP_UNRETURNED: usize = 15;
+/// Meminfo figures shown per round at most: the usual ones first. A round may carry all of
+/// /proc/meminfo, which no table or chart shows legibly.
+const FIGURES_SHOWN: usize = 8;
 
 /// The section of a scenario that ran a mass probe; nothing for any other.
 pub(crate) fn probe_section(page: &mut String, scenario: &ScenarioResult) {
@@ -86,7 +89,7 @@ fn rounds_table(page: &mut String, probe: &MassProbeResult) {
     if probe.rounds.is_empty() {
         return;
     }
-    let figures = probe.growth_figures();
+    let figures = shown_figures(probe);
     page.push_str(
         "<table>\n<thead><tr><th>Round</th><th>Modules</th><th>Time</th><th>Modules/s</th>",
     );
@@ -124,20 +127,20 @@ fn rounds_table(page: &mut String, probe: &MassProbeResult) {
 /// Growth per figure, a bar per round; then the modules that returned least.
 fn charts(probe: &MassProbeResult) -> String {
     let mut out = String::new();
-    let figures = probe.growth_figures();
+    let figures = shown_figures(probe);
     if !figures.is_empty() {
         let rounds: Vec<String> = probe
             .rounds
             .iter()
             .map(|round| format!("round {}", round.round))
             .collect();
-        let rows: Vec<(String, Vec<i64>)> = figures
+        let rows: Vec<(String, Vec<Option<i64>>)> = figures
             .iter()
             .map(|figure| {
                 let values = probe
                     .rounds
                     .iter()
-                    .map(|round| round.growth.get(*figure).copied().unwrap_or(0))
+                    .map(|round| round.growth.get(*figure).copied())
                     .collect();
                 (figure.to_string(), values)
             })
@@ -148,10 +151,10 @@ fn charts(probe: &MassProbeResult) -> String {
             &rows,
         ));
     }
-    let top: Vec<(String, Vec<i64>)> = probe
+    let top: Vec<(String, Vec<Option<i64>>)> = probe
         .top_unreturned(TOP_UNRETURNED)
         .into_iter()
-        .map(|(name, bytes)| (name.to_owned(), vec![bytes]))
+        .map(|(name, bytes)| (name.to_owned(), vec![Some(bytes)]))
         .collect();
     if !top.is_empty() {
         out.push_str(&bar_chart(
@@ -208,4 +211,11 @@ fn load_outcome(module: &ProbeModuleResult) -> String {
         (None, true) => "loaded".to_owned(),
         (None, false) => "not loaded".to_owned(),
     }
+}
+
+/// The figures of [`MassProbeResult::growth_figures`] that fit, in its order.
+fn shown_figures(probe: &MassProbeResult) -> Vec<&str> {
+    let mut figures = probe.growth_figures();
+    figures.truncate(FIGURES_SHOWN);
+    figures
 }

@@ -257,9 +257,10 @@ fn html_probe_charts_are_strict_xml_with_a_bar_per_round_and_the_top_15_modules(
         .count();
     assert_eq!(
         rects,
-        4 * 2 + 2,
-        "a bar per figure and round, a legend square per round"
+        4 + 2,
+        "a bar per figure in round 1, none in round 2 (no samples to compare), a legend square per round"
     );
+    assert_eq!(growth.iter().filter(|t| *t == "-").count(), 4);
 
     let top = texts(charts[1]);
     assert_eq!(top[0], "Top 10 modules by memory not returned");
@@ -390,4 +391,21 @@ fn merge_keeps_each_shards_mass_probe() {
     assert_eq!(scenarios.len(), 2);
     assert_eq!(scenarios[0].mass_probe, Some(probe("crasher")));
     assert_eq!(scenarios[1].mass_probe, Some(probe(HOSTILE)));
+}
+
+#[test]
+fn a_round_with_all_of_meminfo_shows_the_usual_figures_first_and_eight_at_most() {
+    let mut wide = probe("crasher");
+    for index in 0..40 {
+        wide.rounds[0].growth.insert(format!("Figure{index:02}"), 1);
+    }
+    let page = html_of(&report(vec![scenario("mass-probe-all", Some(wide))]));
+    let section = probe_section(&page);
+    let header = &section[section.find("<th>Round").unwrap()..];
+    let header = &header[..header.find("</tr>").unwrap()];
+    assert_eq!(header.matches("<th>").count(), 4 + 8 + 1, "{header}");
+    assert!(header.contains("<th>SUnreclaim</th>") && !header.contains("Figure39"));
+    let growth = roxmltree::Document::parse(svgs(section)[0]).unwrap();
+    let labels = growth.descendants().filter(|n| n.has_tag_name("text"));
+    assert!(labels.filter(|n| n.text() == Some("Figure39")).count() == 0);
 }
