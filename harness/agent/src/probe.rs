@@ -55,7 +55,8 @@ struct Round {
     /// need them: reloading cfg80211 for each of a hundred wireless drivers would take most of
     /// a round.
     held: Vec<String>,
-    /// Modules that would not unload: left alone, and not loaded again.
+    /// Modules that would not unload: left alone, and not loaded again (in later rounds
+    /// either: they are still in the kernel).
     resident: BTreeSet<String>,
 }
 
@@ -73,9 +74,10 @@ impl Probe<'_> {
         if first_round == 0 && resume.is_none_or(|r| r.index == 0 && r.kept.is_empty()) {
             self.sample_after_dropping_caches(0);
         }
+        let mut resident = BTreeSet::new();
         for round in first_round..request.rounds {
             let resume = resume.filter(|r| r.round == round);
-            self.run_round(round, &tree, &aliases, request, resume);
+            self.run_round(round, &tree, &aliases, request, resume, &mut resident);
             self.sample_after_dropping_caches(round + 1);
         }
         Ok(())
@@ -88,13 +90,19 @@ impl Probe<'_> {
         aliases: &AliasIndex<'_>,
         request: &Request<'_>,
         resume: Option<&ProbeResume>,
+        resident: &mut BTreeSet<String>,
     ) {
-        let mut state = Round::default();
+        let mut state = Round {
+            resident: std::mem::take(resident),
+            ..Round::default()
+        };
         if let Some(resume) = resume {
             // Bring back what the crashed VM had kept, quietly: it was measured there.
             for name in &resume.kept {
                 let deps = tree.modules.get(name).map_or(&[][..], |m| &m.deps[..]);
-                if self.hold_deps(tree, deps, &mut state).is_ok() && self.load_module(tree, name).is_ok() {
+                if self.hold_deps(tree, deps, &mut state).is_ok()
+                    && self.load_module(tree, name).is_ok()
+                {
                     state.kept.append(&mut state.held);
                     state.kept.push(name.clone());
                 }
@@ -133,8 +141,11 @@ impl Probe<'_> {
             });
         }
         for name in state.held.iter().rev().chain(state.kept.iter().rev()) {
-            let _ = self.unload(name);
+            if self.unload(name).is_err() {
+                state.resident.insert(name.clone());
+            }
         }
+        *resident = state.resident;
     }
 
     /// The tree modules that the guest's devices' modaliases ask for, less `tried`.
@@ -168,7 +179,13 @@ impl Probe<'_> {
         let mut error = self.hold_deps(tree, deps, state).err();
         let before = self.tracked_bytes();
         if error.is_none() {
-            error = self.load_module(tree, name).err();
+            error = if state.resident.contains(name) {
+                Some(format!(
+                    "{name} is still loaded: it would not unload earlier"
+                ))
+            } else {
+                self.load_module(tree, name).err()
+            };
         }
         let load_ms = started.elapsed().as_secs_f64() * 1000.0;
         let bound = if error.is_none() {
@@ -189,7 +206,8 @@ impl Probe<'_> {
             }
         }
         let unload_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let unreturned_bytes = match (kept || error.is_some(), before, self.tracked_bytes()) {
+        // A failed load is measured too: an init that fails half way and leaks is a bug.
+        let unreturned_bytes = match (kept, before, self.tracked_bytes()) {
             (false, Some(before), Some(after)) => Some(after as i64 - before as i64),
             _ => None,
         };
@@ -305,3 +323,6 @@ pub fn bound_devices(sysfs: &Path, module: &str) -> Vec<String> {
     devices.sort();
     devices
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::plot::memory_charts;
+use crate::probe_html::probe_section;
 use crate::text::replace_undisplayable;
 use crate::{Bug, FindingEntry, MemoryResult, Report, ScenarioResult, Status};
 
@@ -62,6 +63,7 @@ pub(crate) fn render(report: &Report) -> String {
         page.push_str("</tbody>\n</table>\n");
         for scenario in &run.scenarios {
             memory_section(&mut page, scenario);
+            probe_section(&mut page, scenario);
         }
     }
     page.push_str("</body>\n</html>\n");

@@ -5,7 +5,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
 
 use crate::text::xml_string;
 use crate::{FindingEntry, Report, ScenarioResult, Status};
@@ -71,6 +71,22 @@ fn test_case(scenario: &ScenarioResult, release: &str, out_dir: &Path) -> io::Re
     let mut case = TestCase::new(xml_string(&scenario.name), status);
     case.set_classname(xml_string(&format!("modharness.{release}")))
         .set_time(seconds(scenario.duration_s));
+    if let Some(probe) = &scenario.mass_probe {
+        // Numbers only: CI front-ends show properties as they are, and none of these is text
+        // from the guest.
+        let unreturned: i64 = probe.rounds.iter().map(|r| r.unreturned_bytes).sum();
+        for (name, value) in [
+            ("mass_probe.modules_tried", probe.modules_tried.to_string()),
+            ("mass_probe.loaded", probe.loaded.to_string()),
+            ("mass_probe.bound", probe.bound.to_string()),
+            ("mass_probe.failed", probe.failed.to_string()),
+            ("mass_probe.restarts", probe.restarts.to_string()),
+            ("mass_probe.rounds", probe.rounds.len().to_string()),
+            ("mass_probe.unreturned_bytes", unreturned.to_string()),
+        ] {
+            case.properties.push(Property::new(name, value));
+        }
+    }
     if !scenario.console_log.is_empty() {
         match console_tail(&out_dir.join(&scenario.console_log)) {
             Ok(tail) => {

@@ -11,6 +11,7 @@ mod junit;
 mod merge;
 mod plot;
 mod probe;
+mod probe_html;
 mod summary;
 mod text;
 
@@ -424,9 +425,9 @@ impl Report {
         write_atomic(&out_dir.join(REPORT_HTML), page.as_bytes())
     }
 
-    /// The terminal summary: one row per (kernel, scenario), then a totals line. Fits in 100
-    /// columns; control characters from the guest are replaced so they cannot drive the
-    /// terminal.
+    /// The terminal summary: one row per (kernel, scenario), two or three lines per mass probe,
+    /// then a totals line. Fits in 100 columns; control characters from the guest are replaced
+    /// so they cannot drive the terminal.
     pub fn summary(&self) -> String {
         summary::render(self)
     }

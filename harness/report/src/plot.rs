@@ -1,11 +1,14 @@
-//! Inline SVG line charts of a scenario's memory samples: no script, no external asset, every
-//! guest-given name (slab caches, vmalloc callers) escaped.
+//! Inline SVG charts: line charts of a scenario's memory samples and bar charts of byte counts
+//! (a mass probe's growth and its modules). No script, no external asset, every guest-given name
+//! (slab caches, vmalloc callers, modules) escaped.
 
 use std::fmt::Write;
 
 use modharness_memory::Series;
 
 use crate::html::escape;
+use crate::probe::signed_bytes;
+use crate::text::truncate_chars;
 
 const WIDTH: f64 = 520.0;
 const PLOT_HEIGHT: f64 = 160.0;
@@ -169,6 +172,106 @@ fn line_chart(title: &str, cycles: &[u32], lines: &[(&str, &[u64])]) -> String {
             legend_y + 9.0,
             "start",
             &format!("{name} ({change:+.1} KiB)"),
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Widest a bar's label gets before it is cut (module names run to 55 characters).
+const BAR_LABEL_CHARS: usize = 24;
+const BAR_LABEL_WIDTH: f64 = 160.0;
+/// Room right of the bars for each bar's value.
+const BAR_VALUE_WIDTH: f64 = 72.0;
+const BAR: f64 = 11.0;
+const BAR_GROUP_GAP: f64 = 7.0;
+/// One colour per round of a mass probe (ten at most are usual), the line colours first.
+const BAR_COLOURS: [&str; 10] = [
+    "#0969da", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#1b7c83", "#953800",
+    "#57606a", "#4d2d00",
+];
+
+/// Horizontal bars of byte counts: one group per row, one bar per series in each (the colour
+/// says which, the legend names the series when there are several). Negative values grow left
+/// of the zero line; a missing value (no sample to compare) has no bar and reads `-`. Labels
+/// and values are text, so the chart reads without hovering.
+pub(crate) fn bar_chart(
+    title: &str,
+    series: &[String],
+    rows: &[(String, Vec<Option<i64>>)],
+) -> String {
+    let per_group = series.len().max(1);
+    let (lo, hi) = rows
+        .iter()
+        .flat_map(|(_, values)| values.iter().flatten())
+        .fold((0i64, 0i64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let span = (hi as f64 - lo as f64).max(1.0);
+    let plot_width = WIDTH - BAR_LABEL_WIDTH - BAR_VALUE_WIDTH - RIGHT;
+    let x = |bytes: i64| BAR_LABEL_WIDTH + (bytes as f64 - lo as f64) / span * plot_width;
+    let group_height = BAR * per_group as f64 + BAR_GROUP_GAP;
+    let plot_height = group_height * rows.len() as f64;
+    let legend_lines = if series.len() > 1 { series.len() } else { 0 };
+    let height = TOP + plot_height + LEGEND_LINE * legend_lines as f64 + 6.0;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        "<svg class=\"chart\" width=\"{WIDTH}\" height=\"{height}\" \
+         viewBox=\"0 0 {WIDTH} {height}\" role=\"img\"><title>{title}</title>\
+         <text x=\"4\" y=\"14\" font-size=\"12\">{title}</text>",
+        title = escape(title),
+    );
+    let text = |svg: &mut String, at_x: f64, at_y: f64, anchor: &str, words: &str| {
+        let _ = write!(
+            svg,
+            "<text x=\"{at_x:.1}\" y=\"{at_y:.1}\" font-size=\"10\" text-anchor=\"{anchor}\">{}</text>",
+            escape(words)
+        );
+    };
+    for (row, (label, values)) in rows.iter().enumerate() {
+        let top = TOP + group_height * row as f64;
+        let middle = top + BAR * per_group as f64 / 2.0 + 3.5;
+        text(
+            &mut svg,
+            BAR_LABEL_WIDTH - 4.0,
+            middle,
+            "end",
+            &truncate_chars(label, BAR_LABEL_CHARS),
+        );
+        for (index, &bytes) in values.iter().enumerate() {
+            let colour = BAR_COLOURS[index % BAR_COLOURS.len()];
+            let bar_top = top + BAR * index as f64;
+            if let Some(bytes) = bytes {
+                let (left, right) = (x(bytes.min(0)), x(bytes.max(0)));
+                let _ = write!(
+                    svg,
+                    "<rect x=\"{left:.1}\" y=\"{bar_top:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"/>",
+                    (right - left).max(0.5),
+                    BAR - 1.0,
+                );
+            }
+            let value = bytes.map_or_else(|| "-".to_owned(), signed_bytes);
+            text(&mut svg, WIDTH - RIGHT, bar_top + BAR - 2.0, "end", &value);
+        }
+    }
+    let zero = x(0);
+    let _ = write!(
+        svg,
+        "<line x1=\"{zero:.1}\" x2=\"{zero:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"#999\"/>",
+        TOP + plot_height - BAR_GROUP_GAP / 2.0,
+    );
+    for (index, name) in series.iter().enumerate().take(legend_lines) {
+        let legend_y = TOP + plot_height + LEGEND_LINE * index as f64;
+        let _ = write!(
+            svg,
+            "<rect x=\"{BAR_LABEL_WIDTH}\" y=\"{legend_y:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/>",
+            BAR_COLOURS[index % BAR_COLOURS.len()]
+        );
+        text(
+            &mut svg,
+            BAR_LABEL_WIDTH + 14.0,
+            legend_y + 9.0,
+            "start",
+            name,
         );
     }
     svg.push_str("</svg>\n");

@@ -85,3 +85,60 @@ impl MassProbeResult {
         all
     }
 }
+
+/// The meminfo figures of a round's growth that are shown first, in this order: the three the
+/// memory verdict judges, then the others an installer's probe moves most.
+const FIRST_FIGURES: [&str; 6] = [
+    "SUnreclaim",
+    "VmallocUsed",
+    "Percpu",
+    "KernelStack",
+    "PageTables",
+    "MemAvailable",
+];
+
+impl MassProbeResult {
+    /// The figures any round's growth has: [`FIRST_FIGURES`] first, then the rest by name.
+    pub(crate) fn growth_figures(&self) -> Vec<&str> {
+        let mut others: Vec<&str> = self
+            .rounds
+            .iter()
+            .flat_map(|round| round.growth.keys())
+            .map(String::as_str)
+            .filter(|name| !FIRST_FIGURES.contains(name))
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        FIRST_FIGURES
+            .into_iter()
+            .filter(|name| self.rounds.iter().any(|r| r.growth.contains_key(*name)))
+            .chain(others)
+            .collect()
+    }
+}
+
+/// A change in bytes with its sign: `+2.5 MiB`, `-12 B`, `0 B`.
+pub(crate) fn signed_bytes(bytes: i64) -> String {
+    let human = modharness_memory::human_bytes(bytes);
+    if bytes > 0 {
+        format!("+{human}")
+    } else {
+        human
+    }
+}
+
+/// A wall-clock time as people read it: `12.3s`, `4m10s`, `1h02m`; `-` for nonsense.
+pub(crate) fn clock(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return "-".to_owned();
+    }
+    if seconds < 60.0 {
+        return format!("{seconds:.1}s");
+    }
+    let whole = seconds.round() as u64;
+    if whole < 3600 {
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    } else {
+        format!("{}h{:02}m", whole / 3600, whole % 3600 / 60)
+    }
+}

@@ -1,9 +1,10 @@
-//! The terminal summary table.
+//! The terminal summary: a table, mass-probe lines, bugs and totals.
 
 use std::fmt::Write;
 
+use crate::probe::{clock, signed_bytes};
 use crate::text::{replace_undisplayable, truncate_chars};
-use crate::{Bug, Report, ScenarioResult, Status};
+use crate::{Bug, MassProbeResult, Report, ScenarioResult, Status};
 
 /// The table never gets wider than this.
 pub(crate) const SUMMARY_WIDTH: usize = 100;
@@ -17,8 +18,12 @@ const FINDINGS_WIDTH: usize = 8;
 const GAP: &str = "  ";
 /// Bugs listed by name; the rest are only counted.
 const BUGS_LISTED: usize = 10;
+/// The round figures a mass probe's summary line names: the largest of the judged ones.
+const PROBE_FIGURES: [&str; 2] = ["SUnreclaim", "VmallocUsed"];
+/// Modules a mass probe's summary line names at most, as many as fit.
+const PROBE_TOP: usize = 3;
 
-/// One row per (kernel, scenario), then the totals line.
+/// One row per (kernel, scenario), the lines of each mass probe, then the totals line.
 pub(crate) fn render(report: &Report) -> String {
     let rows: Vec<(&str, &ScenarioResult)> = report
         .runs
@@ -60,7 +65,7 @@ pub(crate) fn render(report: &Report) -> String {
                 "FIRST FAILURE".to_owned(),
             ],
         );
-        for (kernel, scenario) in rows {
+        for &(kernel, scenario) in &rows {
             push_line(
                 &mut out,
                 [
@@ -74,6 +79,16 @@ pub(crate) fn render(report: &Report) -> String {
                         .unwrap_or_default(),
                 ],
             );
+        }
+        let several_kernels = report.runs.len() > 1;
+        for (kernel, scenario) in rows {
+            if let Some(probe) = &scenario.mass_probe {
+                let name = match several_kernels {
+                    true => format!("{} on {kernel}", scenario.name),
+                    false => scenario.name.clone(),
+                };
+                probe_lines(&mut out, &name, probe);
+            }
         }
     }
     bugs_section(&mut out, &report.bugs);
@@ -128,6 +143,89 @@ fn bugs_section(out: &mut String, bugs: &[Bug]) {
     }
 }
 
+/// Two or three lines for a scenario's mass probe: its totals; its rounds; the modules that
+/// returned least memory, as many as fit (on the rounds' line when the worst fits there).
+fn probe_lines(out: &mut String, name: &str, probe: &MassProbeResult) {
+    let totals = format!(
+        "{name}: {} modules tried, {} loaded, {} bound a device, {} failed, {} restart{}",
+        probe.modules_tried,
+        probe.loaded,
+        probe.bound,
+        probe.failed,
+        probe.restarts,
+        if probe.restarts == 1 { "" } else { "s" },
+    );
+    let mut lines = vec![totals];
+    if let Some(rounds) = rounds_text(probe) {
+        lines.push(format!("  {rounds}"));
+    }
+    let top = probe.top_unreturned(PROBE_TOP);
+    if !top.is_empty() {
+        let last = lines.len() - 1;
+        let room = SUMMARY_WIDTH.saturating_sub(lines[last].chars().count() + 2);
+        match top_text(&top, room) {
+            Some(text) if last > 0 => lines[last] = format!("{}; {text}", lines[last]),
+            _ => lines.push(format!(
+                "  {}",
+                top_text(&top, usize::MAX).unwrap_or_default()
+            )),
+        }
+    }
+    for line in lines {
+        out.push_str(cell(&line, SUMMARY_WIDTH).trim_end());
+        out.push('\n');
+    }
+}
+
+/// `rounds 1-2: 4m20s, 0.2 modules/s, SUnreclaim +2.5 MiB, VmallocUsed +1.1 MiB`.
+fn rounds_text(probe: &MassProbeResult) -> Option<String> {
+    let (first, last) = (probe.rounds.first()?, probe.rounds.last()?);
+    let seconds: f64 = probe.rounds.iter().map(|r| r.seconds).sum();
+    let modules: usize = probe.rounds.iter().map(|r| r.modules).sum();
+    let mut text = match probe.rounds.len() {
+        1 => format!("round {}:", first.round),
+        _ => format!("rounds {}-{}:", first.round, last.round),
+    };
+    let _ = write!(text, " {}", clock(seconds));
+    if seconds > 0.0 {
+        let _ = write!(text, ", {:.1} modules/s", modules as f64 / seconds);
+    }
+    for figure in PROBE_FIGURES {
+        // Rounds split by a restart have no growth: the sum is over those that do.
+        let growth: Vec<i64> = probe
+            .rounds
+            .iter()
+            .filter_map(|r| r.growth.get(figure).copied())
+            .collect();
+        if !growth.is_empty() {
+            let _ = write!(text, ", {figure} {}", signed_bytes(growth.iter().sum()));
+        }
+    }
+    Some(text)
+}
+
+/// `top unreturned: foo 48.0 KiB, bar 12.0 KiB` in at most `room` columns, the worst module
+/// always, others while they fit; `None` when not even the worst fits.
+fn top_text(top: &[(&str, i64)], room: usize) -> Option<String> {
+    let mut text = String::from("top unreturned:");
+    for (index, (module, bytes)) in top.iter().enumerate() {
+        let entry = format!(
+            "{}{} {}",
+            if index == 0 { " " } else { ", " },
+            one_line(module),
+            modharness_memory::human_bytes(*bytes)
+        );
+        if text.chars().count() + entry.chars().count() > room {
+            if index == 0 && room != usize::MAX {
+                return None;
+            }
+            break;
+        }
+        text.push_str(&entry);
+    }
+    Some(text)
+}
+
 fn push_line(out: &mut String, cells: [String; 6]) {
     out.push_str(cells.join(GAP).trim_end());
     out.push('\n');
@@ -135,8 +233,12 @@ fn push_line(out: &mut String, cells: [String; 6]) {
 
 /// `text` made safe for a terminal, on one line, cut and padded to exactly `width` columns.
 fn cell(text: &str, width: usize) -> String {
-    let one_line = replace_undisplayable(text, '?').replace(['\n', '\t'], " ");
-    format!("{:width$}", truncate_chars(&one_line, width))
+    format!("{:width$}", truncate_chars(&one_line(text), width))
+}
+
+/// `text` made safe for a terminal, on one line.
+fn one_line(text: &str) -> String {
+    replace_undisplayable(text, '?').replace(['\n', '\t'], " ")
 }
 
 /// What to show in the failure column: the first failure sentence, or the error.

@@ -14,8 +14,6 @@ use serde::Deserialize;
 
 use crate::{normalize_module_name, Expect, VmSettings, FINDING_KINDS, STEP_KINDS};
 
-/// Step keys of the format that this version cannot run yet.
-
 /// The longest module name the kernel accepts (`MODULE_NAME_LEN` - 1 on 64-bit).
 const MAX_MODULE_NAME_LEN: usize = 55;
 /// Guest memory bounds: below this a distribution kernel does not boot with our initramfs.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use modharness_protocol::Step;
-use modharness_scenario::{load, parse, MemoryExpectation, Scenario, VmSettings};
+use modharness_scenario::{load, parse, MemoryExpectation, VmSettings};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
