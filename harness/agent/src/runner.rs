@@ -133,6 +133,7 @@ impl Runner<'_> {
                 rounds,
                 skip,
                 shard,
+                ..
             } => self.run_leaf(id, step, || {
                 let request = probe::Request {
                     selection: modules,

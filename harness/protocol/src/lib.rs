@@ -98,7 +98,15 @@ pub enum Step {
         /// `(I, N)`: only every N-th module of the selection, starting at the I-th (1-based).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         shard: Option<(u32, u32)>,
+        /// VMs the host splits the selection across, each probing its share at the same time
+        /// (the host's business: each agent sees one VM's shard).
+        #[serde(default = "one_vm")]
+        vms: u32,
     },
+}
+
+fn one_vm() -> u32 {
+    1
 }
 
 /// The devices an `irq_storm` step can use.

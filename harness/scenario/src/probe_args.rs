@@ -10,13 +10,15 @@ use crate::yaml::parse_scalar;
 
 /// The most rounds a probe may ask for: each round of the whole tree takes minutes.
 const MAX_ROUNDS: u32 = 100;
+/// The most VMs one probe may run at once.
+const MAX_VMS: u32 = 8;
 /// The most shards a probe may be cut into.
 const MAX_SHARDS: u32 = 1000;
 
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "`mass_probe` arguments: { modules: modalias | all | [NAMES], rounds: N, skip: [NAMES], shard: I/N }"
+    expecting = "`mass_probe` arguments: { modules: modalias | all | [NAMES], rounds: N, skip: [NAMES], shard: I/N, vms: N }"
 )]
 struct ProbeArgs {
     modules: Selection,
@@ -26,6 +28,8 @@ struct ProbeArgs {
     skip: Vec<Pattern>,
     #[serde(default)]
     shard: Option<Shard>,
+    #[serde(default)]
+    vms: Vms,
 }
 
 /// The value of a `mass_probe` key, as its step.
@@ -34,11 +38,18 @@ pub(crate) struct MassProbe(pub Step);
 impl<'de> Deserialize<'de> for MassProbe {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let args = ProbeArgs::deserialize(deserializer)?;
+        if args.vms.0 > 1 && args.modules.0 == ProbeSelection::Modalias {
+            return Err(de::Error::custom(
+                "`vms` above 1 with `modules: modalias`; expected one VM: a modalias probe keeps \
+                 the drivers it found so that the devices behind them appear, in its own VM",
+            ));
+        }
         Ok(MassProbe(Step::MassProbe {
             modules: args.modules.0,
             rounds: args.rounds.0,
             skip: args.skip.into_iter().map(|p| p.0).collect(),
             shard: args.shard.map(|s| (s.0, s.1)),
+            vms: args.vms.0,
         }))
     }
 }
@@ -122,6 +133,29 @@ impl<'de> Deserialize<'de> for Rounds {
                     format!(
                         "invalid rounds `{text}`; expected a whole number from 1 to {MAX_ROUNDS}"
                     )
+                })
+        })
+    }
+}
+
+/// VMs to split the probe across.
+struct Vms(u32);
+
+impl Default for Vms {
+    fn default() -> Self {
+        Vms(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for Vms {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        parse_scalar(deserializer, "a number of VMs", |text| {
+            text.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_VMS).contains(n))
+                .map(Vms)
+                .ok_or_else(|| {
+                    format!("invalid vms `{text}`; expected a whole number from 1 to {MAX_VMS}")
                 })
         })
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use modharness_images::kernel::Kernel;
-use modharness_protocol::ProbeResume;
+use modharness_protocol::{ProbeResume, Step};
 use modharness_report as report;
 use modharness_scenario::Scenario;
 use modharness_vm::Accel;
@@ -30,6 +30,7 @@ use crate::error::{Failure, Result};
 const MIN_VM_TIME: Duration = Duration::from_secs(20);
 
 /// One scenario on one kernel.
+#[derive(Clone, Copy)]
 pub(crate) struct ScenarioJob<'a> {
     pub scenario: &'a Scenario,
     pub kernel: &'a Kernel,
@@ -76,15 +77,50 @@ impl ScenarioJob<'_> {
             accel: None,
             mass_probe: None,
         };
-        let log_path = self.opts.out_dir.join(&log_rel);
-        let mut attempts = Attempts {
-            log_path: &log_path,
-            notes: Vec::new(),
-            retried_boot: false,
-            started: Instant::now(),
-        };
-        let (outcome, accel) = self.run_vms(&mut attempts, progress, cancel).await;
-        result.notes = attempts.notes;
+        let started = Instant::now();
+        let shares = probe_shares(self.scenario);
+        let runs = shares.iter().enumerate().map(|(share, scenario)| {
+            let job = ScenarioJob { scenario, ..*self };
+            let mut cancel = cancel.clone();
+            let log_path = match share {
+                0 => self.opts.out_dir.join(&log_rel),
+                n => self.opts.out_dir.join(&log_rel).with_extension(format!("share{}.log", n + 1)),
+            };
+            async move {
+                let mut attempts = Attempts {
+                    log_path: &log_path,
+                    notes: Vec::new(),
+                    retried_boot: false,
+                    started,
+                };
+                let (outcome, accel) = job.run_vms(&mut attempts, progress, &mut cancel).await;
+                (outcome, accel, attempts.notes, attempts.retried_boot)
+            }
+        });
+        let mut outcome: Option<Result<Observed>> = None;
+        let mut accel = self.accel.current();
+        let mut retried_boot = false;
+        for (share, (vm_outcome, vm_accel, notes, retried)) in
+            futures::future::join_all(runs).await.into_iter().enumerate()
+        {
+            let prefix = if shares.len() > 1 {
+                format!("VM {} of {}: ", share + 1, shares.len())
+            } else {
+                String::new()
+            };
+            result.notes.extend(notes.into_iter().map(|n| format!("{prefix}{n}")));
+            accel = vm_accel;
+            retried_boot |= retried;
+            outcome = Some(match (outcome, vm_outcome) {
+                (None, first) => first,
+                (Some(Ok(mut seen)), Ok(more)) => {
+                    seen.add_share(more);
+                    Ok(seen)
+                }
+                (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
+            });
+        }
+        let outcome = outcome.unwrap_or_else(|| Ok(Observed::default()));
         result.accel = Some(accel::name(accel).into());
         match outcome {
             Ok(mut observed) => {
@@ -99,7 +135,7 @@ impl ScenarioJob<'_> {
                     result.status = report::Status::Error;
                     result.error = Some(format!(
                         "the guest failed {} while booting, before any step ran: {why}",
-                        if attempts.retried_boot {
+                        if retried_boot {
                             "twice"
                         } else {
                             "under kvm"
@@ -109,7 +145,7 @@ impl ScenarioJob<'_> {
             }
             Err(e) => result.error = Some(e.message),
         }
-        result.duration_s = attempts.started.elapsed().as_secs_f64();
+        result.duration_s = started.elapsed().as_secs_f64();
         result
     }
 
@@ -299,6 +335,36 @@ impl ScenarioJob<'_> {
     }
 }
 
+/// The scenario as each VM of a mass probe split across `vms` VMs runs it: the same scenario
+/// with its probe cut to one share (composed with the probe's own shard); just the scenario
+/// when there is nothing to split.
+fn probe_shares(scenario: &Scenario) -> Vec<Scenario> {
+    let vms = scenario
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::MassProbe { vms, .. } => Some(*vms),
+            _ => None,
+        })
+        .unwrap_or(1);
+    (0..vms.max(1))
+        .map(|share| {
+            let mut part = scenario.clone();
+            for step in &mut part.steps {
+                if let Step::MassProbe { shard, vms: n, .. } = step {
+                    // Every n-th of the probe's own every-N-th: `k % (N*n) == (I-1) + N*share`.
+                    if *n > 1 {
+                        let (first, every) = shard.unwrap_or((1, 1));
+                        *shard = Some((first + every * share, every * *n));
+                        *n = 1;
+                    }
+                }
+            }
+            part
+        })
+        .collect()
+}
+
 /// Move a console log aside as `<name>.<suffix>`; the name it got, for the notes.
 fn keep_log(log_path: &Path, suffix: &str) -> String {
     let kept = log_path.with_extension(suffix);
@@ -307,4 +373,40 @@ fn keep_log(log_path: &Path, suffix: &str) -> String {
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe_shards(yaml: &str) -> Vec<Option<(u32, u32)>> {
+        let scenario = modharness_scenario::parse(yaml, Path::new("p.yaml")).unwrap();
+        probe_shares(&scenario)
+            .iter()
+            .map(|s| match &s.steps[0] {
+                Step::MassProbe { shard, vms, .. } => {
+                    assert_eq!(*vms, 1, "each VM probes one share");
+                    *shard
+                }
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_probe_split_across_vms_gives_each_an_even_share_of_its_own_shard() {
+        assert_eq!(
+            probe_shards("name: p\nsteps:\n  - mass_probe: { modules: all, vms: 2 }\n"),
+            [Some((1, 2)), Some((2, 2))]
+        );
+        assert_eq!(
+            probe_shards("name: p\nsteps:\n  - mass_probe: { modules: all, vms: 2, shard: 1/3 }\n"),
+            [Some((1, 6)), Some((4, 6))]
+        );
+        assert_eq!(
+            probe_shards("name: p\nsteps:\n  - mass_probe: { modules: all, shard: 2/3 }\n"),
+            [Some((2, 3))],
+            "one VM keeps the probe's own shard"
+        );
+    }
 }

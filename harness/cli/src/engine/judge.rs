@@ -103,7 +103,7 @@ fn judge_memory(scenario: &Scenario, seen: &mut Observed) -> Option<report::Memo
 }
 
 /// Each round's growth of every sampled figure, from samples on both sides of the round taken
-/// in one VM (`cycle` r is after round r).
+/// in one VM (`cycle` r is after round r), summed over the VMs that shared the round.
 fn round_growth(seen: &Observed) -> BTreeMap<u32, BTreeMap<String, i64>> {
     let mut growth = BTreeMap::new();
     for run in seen.earlier_memory.iter().chain([&seen.memory]) {
@@ -116,11 +116,13 @@ fn round_growth(seen: &Observed) -> BTreeMap<u32, BTreeMap<String, i64>> {
             let Some(before) = cycle.checked_sub(1).and_then(|c| by_cycle.get(&c)) else {
                 continue;
             };
-            let figures = memory::TRACKED_FIGURES.iter().filter_map(|field| {
-                let (a, b) = (after.meminfo.get(*field)?, before.meminfo.get(*field)?);
-                Some((field.to_string(), *a as i64 - *b as i64))
-            });
-            growth.insert(*cycle, figures.collect());
+            // VMs that probed shares of one round at once add up.
+            let round: &mut BTreeMap<String, i64> = growth.entry(*cycle).or_default();
+            for field in memory::TRACKED_FIGURES {
+                if let (Some(a), Some(b)) = (after.meminfo.get(field), before.meminfo.get(field)) {
+                    *round.entry(field.to_string()).or_default() += *a as i64 - *b as i64;
+                }
+            }
         }
     }
     growth

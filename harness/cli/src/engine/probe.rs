@@ -130,6 +130,32 @@ impl ProbeLog {
         &mut self.modules[index]
     }
 
+    /// Add the log of a VM that probed another share of the same selection at the same time.
+    pub fn merge(&mut self, other: ProbeLog) {
+        for module in other.modules {
+            let entry = self.entry(&module.name);
+            if entry.unreturned_bytes.is_empty() && !entry.loaded && entry.error.is_none() {
+                *entry = module;
+            }
+        }
+        for (round, (total, began, ended)) in other.rounds {
+            let mine = self.rounds.entry(round).or_insert((0, began, ended));
+            mine.0 += total;
+            mine.1 = mine.1.min(began);
+            mine.2 = match (mine.2, ended) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+        for (round, done) in other.finished {
+            *self.finished.entry(round).or_default() += done;
+        }
+        for (round, bytes) in other.unreturned {
+            *self.unreturned.entry(round).or_default() += bytes;
+        }
+        self.restarts += other.restarts;
+    }
+
     /// Whether a probe has started at all.
     pub fn started(&self) -> bool {
         !self.rounds.is_empty()

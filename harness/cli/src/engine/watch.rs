@@ -65,6 +65,23 @@ pub(crate) struct Observed {
 }
 
 impl Observed {
+    /// Add what another VM saw that probed a share of the same mass probe at the same time.
+    pub fn add_share(&mut self, other: Observed) {
+        self.findings.extend(other.findings);
+        self.own.extend(other.own);
+        self.steps.total += other.steps.total;
+        self.steps.failed += other.steps.failed;
+        self.step_failures.extend(other.step_failures);
+        self.earlier_memory.extend(other.earlier_memory);
+        if !other.memory.is_empty() {
+            self.earlier_memory.push(other.memory);
+        }
+        self.probe.merge(other.probe);
+        self.ready &= other.ready;
+        self.never_ready = self.never_ready.take().or(other.never_ready);
+        self.interrupted |= other.interrupted;
+    }
+
     /// Add what a later VM of the same scenario saw (a mass probe restarted after a crash).
     pub fn absorb(&mut self, later: Observed) {
         self.findings.extend(later.findings);
