@@ -22,7 +22,7 @@ macro_rules! rejects {
     };
 }
 
-const STEPS: &str = "load, unload, sleep, repeat, parallel, shell, irq_storm";
+const STEPS: &str = "load, unload, sleep, repeat, parallel, shell, irq_storm, mass_probe";
 const DEVICES: &str = "edu, pci-testdev, e1000, e1000e, rtl8139, virtio-net, ahci, nvme, virtio-blk, \
                        virtio-scsi, lsi, ehci, xhci, usb-storage, usb-kbd, usb-tablet, intel-hda, ac97, i6300esb";
 
@@ -45,12 +45,12 @@ rejects!(
 rejects!(
     an_unknown_top_level_key_lists_the_valid_ones,
     "name: t\nbogus: 1\nsteps: [ {load: a} ]\n",
-    "scenarios/t.yaml:2:1: unknown key `bogus`, expected one of `name`, `description`, `vm`, `modules`, `steps`, `expect`",
+    "scenarios/t.yaml:2:1: unknown key `bogus`, expected one of `name`, `description`, `long`, `vm`, `modules`, `steps`, `expect`",
 );
 rejects!(
     a_document_that_is_not_a_mapping_is_rejected,
     "- a\n",
-    "scenarios/t.yaml:1:1: invalid type: sequence, expected a scenario: a mapping with keys name, description, vm, modules, steps, expect",
+    "scenarios/t.yaml:1:1: invalid type: sequence, expected a scenario: a mapping with keys name, description, long, vm, modules, steps, expect",
 );
 rejects!(
     a_second_document_is_rejected,
@@ -208,9 +208,34 @@ rejects!(
     "scenarios/t.yaml:3:37: invalid rate `0`; expected interrupts per second, 1 to 1000000",
 );
 rejects!(
-    mass_probe_is_reported_as_not_supported_yet,
-    "name: t\nsteps:\n  - load: a\n  - mass_probe: { modules: all, rounds: 2 }\n",
-    &format!("scenarios/t.yaml:4:5: `mass_probe` is not supported by this version of modharness; expected one of: {STEPS}"),
+    a_mass_probe_inside_a_repeat_is_pointed_at,
+    "name: t\nsteps:\n  - load: a\n  - repeat: { times: 2, steps: [ { mass_probe: { modules: all } } ] }\n",
+    "scenarios/t.yaml:4:5: `mass_probe` inside `repeat` or `parallel`; expected it as a top-level step (its `rounds` repeat it)",
+);
+rejects!(
+    a_second_mass_probe_is_pointed_at,
+    "name: t\nsteps:\n  - mass_probe: { modules: all }\n  - mass_probe: { modules: modalias }\n",
+    "scenarios/t.yaml:4:17: a second `mass_probe` step; expected at most one per scenario (use `rounds` to probe again)",
+);
+rejects!(
+    an_unknown_probe_selection_lists_the_choices,
+    "name: t\nsteps:\n  - mass_probe: { modules: everything }\n",
+    "scenarios/t.yaml:3:28: unknown module selection `everything`; expected `modalias`, `all`, or a list of module names or globs like [e1000*, ahci]",
+);
+rejects!(
+    a_shard_past_its_count_is_rejected,
+    "name: t\nsteps:\n  - mass_probe: { modules: all, shard: 3/2 }\n",
+    "scenarios/t.yaml:3:40: invalid shard `3/2`; expected I/N with 1 <= I <= N <= 1000, like `1/4`",
+);
+rejects!(
+    a_modalias_probe_split_across_vms_is_rejected,
+    "name: t\nsteps:\n  - mass_probe: { modules: modalias, vms: 2 }\n",
+    "scenarios/t.yaml:3:5: `vms` above 1 with `modules: modalias`; expected one VM: a modalias probe keeps the drivers it found so that the devices behind them appear, in its own VM",
+);
+rejects!(
+    a_probe_glob_with_a_slash_is_rejected,
+    "name: t\nsteps:\n  - mass_probe: { modules: [\"../x\"] }\n",
+    "scenarios/t.yaml:3:29: invalid module name or glob `../x`; expected letters, digits, `_`, `-` and the glob characters `*`, `?`, `[...]`",
 );
 rejects!(
     a_step_with_two_keys_is_reported_at_the_second,
