@@ -280,3 +280,34 @@ fn a_warning_in_a_users_module_is_expected_and_points_at_its_source_line() {
         "{report}"
     );
 }
+
+#[test]
+fn a_bounded_mass_probe_loads_the_kernels_own_modules_measures_them_and_blames_what_crashed() {
+    let dir = scratch("probe");
+    let scenario = scenario_file(
+        dir.path(),
+        "probe-ci",
+        "name: probe-ci\n\
+         vm: { cpus: 1, memory: 2G, devices: installer, timeout: 15m, cmdline: \"rcupdate.rcu_expedited=1\" }\n\
+         steps:\n  - mass_probe: { modules: all, rounds: 1, shard: 1/20, vms: 2 }\n",
+    );
+    let out = run(dir.path(), &[&scenario]);
+    // Debian's own modules may oops on unload (that is what a probe is for): pass or fail, but
+    // never an infrastructure error.
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", describe(&out));
+    let report = report(&dir.path().join("out"));
+    let result = &scenarios(&report)[0];
+    let probe = &result["mass_probe"];
+    let tried = probe["modules_tried"].as_u64().unwrap();
+    assert!((200..=215).contains(&tried), "a twentieth of 4,230 modules: {probe:.2000}");
+    assert!(probe["loaded"].as_u64().unwrap() > tried / 2, "most load: {probe:.2000}");
+    assert!(probe["failed"].as_u64().unwrap() > 0, "some find no device");
+    let round = &probe["rounds"][0];
+    assert!(round["modules_per_s"].as_f64().unwrap() > 1.0, "{round}");
+    assert!(round["growth"]["SUnreclaim"].is_i64(), "memory measured per round: {round}");
+    for finding in result["findings"].as_array().unwrap() {
+        assert!(finding["module"].is_string(), "every finding is blamed: {finding}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("modules/s"), "progress on the terminal: {stderr}");
+}
