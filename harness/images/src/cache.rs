@@ -30,7 +30,10 @@ pub struct EntryLock {
 
 /// Take the exclusive lock for `entry` (a path inside the cache), waiting for another holder.
 pub fn lock(entry: &Path) -> Result<EntryLock> {
-    let lock_path = entry.with_extension("lock");
+    // Appended, not `with_extension`: entry names hold dots (`debian-6.12.117+deb12-amd64`), and
+    // every entry of one `6.12` would share one lock.
+    let name = entry.file_name().unwrap_or_default().to_string_lossy();
+    let lock_path = entry.with_file_name(format!("{name}.lock"));
     if let Some(parent) = lock_path.parent() {
         fs::create_dir_all(parent).map_err(Error::io(parent))?;
     }
@@ -132,6 +135,17 @@ mod tests {
         .unwrap();
         get_or_make(&entry, |_| panic!("made twice")).unwrap();
         assert_eq!(fs::read(entry.join("f")).unwrap(), b"1");
+    }
+
+    #[test]
+    fn entries_whose_names_differ_after_a_dot_have_their_own_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = lock(&dir.path().join("debian-6.12.1-amd64")).unwrap();
+        let other = dir.path().join("debian-6.12.2-amd64");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(lock(&other).is_ok()));
+        let took = rx.recv_timeout(std::time::Duration::from_secs(5));
+        assert_eq!(took, Ok(true), "the second entry waited for the first one's lock");
     }
 
     #[test]

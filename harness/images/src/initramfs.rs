@@ -106,6 +106,13 @@ impl Cpio {
         self.entry(&path, S_IFCHR | 0o600, (major, minor), &[]);
     }
 
+    /// The bytes written so far, taken out of the archive, so that an archive too large to hold
+    /// in memory can be written to a file as it grows. Entries keep their alignment: every entry
+    /// ends on a 4-byte boundary.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
     /// Close the archive with its trailer.
     pub fn finish(mut self) -> Vec<u8> {
         self.entry("TRAILER!!!", 0, (0, 0), &[]);
@@ -214,30 +221,7 @@ pub fn find_busybox() -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Read back (name, mode, data) of every entry, checking the format as we go.
-    fn entries(bytes: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut at = 0;
-        loop {
-            assert_eq!(&bytes[at..at + 6], b"070701", "magic at {at}");
-            let field = |i: usize| {
-                let s = std::str::from_utf8(&bytes[at + 6 + i * 8..at + 14 + i * 8]).unwrap();
-                u32::from_str_radix(s, 16).unwrap() as usize
-            };
-            let (mode, size, name_len) = (field(1), field(6), field(11));
-            let name_at = at + 110;
-            let name = std::str::from_utf8(&bytes[name_at..name_at + name_len - 1]).unwrap();
-            let data_at = (name_at + name_len).next_multiple_of(4);
-            let data = bytes[data_at..data_at + size].to_vec();
-            at = (data_at + size).next_multiple_of(4);
-            if name == "TRAILER!!!" {
-                assert_eq!(at, bytes.len());
-                return out;
-            }
-            out.push((name.to_string(), mode as u32, data));
-        }
-    }
+    use crate::newc::entries;
 
     #[test]
     fn cpio_entries_read_back_with_parents_first() {
@@ -263,6 +247,20 @@ mod tests {
         assert_eq!(got[2].1, S_IFREG | 0o644);
         assert_eq!(got[4].2, b"busybox");
         assert_eq!(got[6].1, S_IFCHR | 0o600);
+    }
+
+    #[test]
+    fn an_archive_taken_in_pieces_equals_the_whole() {
+        let mut whole = Cpio::new();
+        whole.file("a/b.ko", b"abcde", 0o644);
+        whole.file("a/c.ko", b"xy", 0o644);
+        let mut pieces = Cpio::new();
+        pieces.file("a/b.ko", b"abcde", 0o644);
+        let mut bytes = pieces.take();
+        pieces.file("a/c.ko", b"xy", 0o644);
+        bytes.extend(pieces.take());
+        bytes.extend(pieces.finish());
+        assert_eq!(bytes, whole.finish());
     }
 
     #[test]

@@ -4,13 +4,16 @@
 //! into a cache ([`cache`]) without touching the host's `/boot` or `/lib/modules`. Modules are
 //! built out of tree with kbuild against that kernel's headers ([`modbuild`]). The initramfs is a
 //! cpio archive written here, with no root and no loop devices ([`initramfs`]); a kernel's whole
-//! modules tree, for a mass probe, is a cached archive of its own ([`modpack`]).
+//! modules tree, for a mass probe, is a second archive appended to it ([`modpack`]).
 
 pub mod cache;
 pub mod initramfs;
 pub mod kernel;
 pub mod modbuild;
 pub mod modpack;
+#[cfg(test)]
+mod newc;
+mod parallel;
 
 use std::path::PathBuf;
 

@@ -1,27 +1,44 @@
-//! A kernel's whole modules tree as one cpio archive, for a mass probe: appended to a scenario's
-//! initramfs (the kernel unpacks concatenated newc archives into one rootfs), built once per
-//! tree and cached.
+//! A kernel's whole modules tree as a cpio archive, for a mass probe in the guest.
 //!
-//! Every module is decompressed on the host, so the guest spends no emulated cycles on xz, and
-//! its signature is stripped: each signed load makes the guest verify a PKCS#7 signature under
-//! emulation, and Debian's kernels do not force signatures (an unsigned module loads and taints
-//! the kernel with `E` once). The text indexes name the files as `.ko`.
+//! The archive holds `lib/modules/RELEASE` with every module decompressed and its signature
+//! stripped (Debian signs its modules, and checking a signature under emulation is slow; the
+//! kernel does not force signatures, so an unsigned module loads and taints it once), and the text
+//! indexes with their paths renamed to match. It ends with its own trailer, so it can be appended
+//! to any initramfs: the kernel unpacks concatenated archives one after the other.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use crate::initramfs::{module_bytes, Cpio};
 use crate::kernel::Kernel;
-use crate::{cache, Error, Result};
+use crate::modbuild::hex_digest;
+use crate::{cache, parallel, Error, Result};
 
-/// Bumped when the archive's layout changes, so that old packs are not trusted.
+/// A kernel's modules tree as a newc cpio archive to append to an initramfs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModPack {
+    /// The archive, in the cache.
+    pub cpio: PathBuf,
+    /// The kernel release whose modules it holds.
+    pub release: String,
+    /// How many modules it holds.
+    pub modules: usize,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// How many of its modules had a signature stripped.
+    pub stripped: usize,
+}
+
+/// What the pack's bytes depend on besides the modules tree; bump it when the layout changes.
 const FORMAT: &str = "modpack-1";
-/// The string a signed module ends with.
-const SIGNATURE_MARKER: &[u8] = b"~Module signature appended~\n";
-/// `struct module_signature`: algo, hash, id_type, signer_len, key_id_len, 3 pad, be32 sig_len.
-const SIGNATURE_INFO_LEN: usize = 12;
-/// The text files of the tree the guest agent reads.
-const INDEXES: &[&str] = &[
+const ARCHIVE: &str = "modules.cpio";
+const MANIFEST: &str = "modpack.json";
+
+/// The indexes the guest reads, copied with their module paths renamed to `.ko`.
+const INDEXES: [&str; 6] = [
     "modules.dep",
     "modules.order",
     "modules.alias",
@@ -30,249 +47,420 @@ const INDEXES: &[&str] = &[
     "modules.builtin.modinfo",
 ];
 
-/// A kernel's modules tree as a newc cpio archive to append to an initramfs.
-#[derive(Clone, Debug)]
-pub struct ModPack {
-    /// The archive.
-    pub cpio: PathBuf,
-    /// Modules in it.
-    pub modules: usize,
-    /// Modules whose signature was stripped.
-    pub unsigned: usize,
+/// Compressed module suffixes, each decompressed into a plain `.ko`.
+const COMPRESSED: [&str; 2] = [".ko.xz", ".ko.zst"];
+
+/// What the cache entry records beside the archive.
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    release: String,
+    modules: usize,
+    stripped: usize,
 }
 
-/// The pack of `kernel`'s modules tree, built on first use and cached by the tree's
-/// `modules.dep` and the pack format.
+/// The pack of `kernel`'s modules tree, built into the cache under `cache_root` unless it is
+/// there already. It is rebuilt only when `modules.dep` (which depmod rewrites whenever the tree
+/// changes) or the pack's format changes.
 pub fn build(kernel: &Kernel, cache_root: &Path) -> Result<ModPack> {
     let dir = kernel.modules_dir.as_deref().ok_or_else(|| {
         Error::Other(format!(
-            "kernel {} has no modules tree to probe; give one with path:IMAGE,modules=DIR",
+            "{} has no modules tree to pack (a path: kernel needs modules=DIR)",
             kernel.spec
         ))
     })?;
     let dep_path = dir.join("modules.dep");
-    let dep = fs::read(&dep_path).map_err(Error::io(&dep_path))?;
-    let digest = crate::modbuild::hex_digest(&[FORMAT.as_bytes(), kernel.release.as_bytes(), &dep]);
-    let entry = cache_root.join("modpacks").join(&digest[..24]);
-    let release = kernel.release.clone();
-    let made = cache::get_or_make(&entry, |tmp| {
-        let counts = write_pack(dir, &release, &tmp.join("modules.cpio"))?;
-        let summary = format!("{} {}\n", counts.0, counts.1);
-        fs::write(tmp.join("counts"), summary).map_err(Error::io(tmp))
+    let dep = fs::read(&dep_path).map_err(|e| {
+        Error::Other(format!(
+            "{}: {e} (is {} a modules tree, and has depmod run on it?)",
+            dep_path.display(),
+            dir.display()
+        ))
     })?;
-    let counts = fs::read_to_string(made.join("counts")).unwrap_or_default();
-    let mut numbers = counts.split_whitespace().map(|n| n.parse().unwrap_or(0));
+    let release = &kernel.release;
+    let key = hex_digest(&[FORMAT.as_bytes(), release.as_bytes(), &dep]);
+    let entry = cache_root
+        .join("modpacks")
+        .join(format!("{}-{}", entry_name(release), &key[..16]));
+    let entry = cache::get_or_make(&entry, |tmp| write_pack(dir, release, tmp))?;
+    let path = entry.join(MANIFEST);
+    let text = fs::read(&path).map_err(Error::io(&path))?;
+    let manifest: Manifest = serde_json::from_slice(&text)
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let cpio = entry.join(ARCHIVE);
+    let bytes = fs::metadata(&cpio).map_err(Error::io(&cpio))?.len();
     Ok(ModPack {
-        cpio: made.join("modules.cpio"),
-        modules: numbers.next().unwrap_or(0),
-        unsigned: numbers.next().unwrap_or(0),
+        cpio,
+        release: manifest.release,
+        modules: manifest.modules,
+        bytes,
+        stripped: manifest.stripped,
     })
 }
 
-/// The module without its appended signature; a module without one, or with a trailer that
-/// does not add up, is returned whole.
-pub fn strip_signature(module: &[u8]) -> &[u8] {
-    let Some(body) = module.strip_suffix(SIGNATURE_MARKER) else {
-        return module;
-    };
-    let Some(info_at) = body.len().checked_sub(SIGNATURE_INFO_LEN) else {
-        return module;
-    };
-    let info = &body[info_at..];
-    let sig_len = u32::from_be_bytes([info[8], info[9], info[10], info[11]]) as usize;
-    let trailer = SIGNATURE_INFO_LEN + sig_len + info[3] as usize + info[4] as usize;
-    match body.len().checked_sub(trailer) {
-        Some(end) => &body[..end],
-        None => module,
-    }
+/// A release made safe as a file name (a local kernel's release is whatever its image says).
+fn entry_name(release: &str) -> String {
+    release
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+-._".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
-/// The tree file `rel` as the pack names it: compressed modules lose their suffix.
-fn packed_name(rel: &str) -> &str {
-    [".xz", ".zst", ".gz"]
-        .iter()
-        .find_map(|ext| rel.strip_suffix(ext))
-        .unwrap_or(rel)
-}
-
-/// Write the archive of `dir`; (modules, modules whose signature was stripped).
-fn write_pack(dir: &Path, release: &str, out: &Path) -> Result<(usize, usize)> {
-    let dep_path = dir.join("modules.dep");
-    let dep = fs::read_to_string(&dep_path).map_err(Error::io(&dep_path))?;
-    let files: Vec<&str> = dep
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .map(|(module, _)| module.trim())
-        .collect();
-    let modules = decompress_all(dir, &files)?;
+/// Write the archive and its manifest for the tree `dir` into `out`.
+fn write_pack(dir: &Path, release: &str, out: &Path) -> Result<()> {
+    let modules = find_modules(dir)?;
     let root = format!("lib/modules/{release}");
+    let path = out.join(ARCHIVE);
+    let file = File::create(&path).map_err(Error::io(&path))?;
+    let mut file = BufWriter::new(file);
     let mut cpio = Cpio::new();
-    let mut unsigned = 0;
-    for (rel, bytes) in files.iter().zip(&modules) {
-        let stripped = strip_signature(bytes);
-        unsigned += usize::from(stripped.len() != bytes.len());
-        cpio.file(&format!("{root}/{}", packed_name(rel)), stripped, 0o644);
-    }
+    cpio.dir(&root);
+    let mut stripped = 0;
+    parallel::map_in_order(
+        &modules,
+        |rel| {
+            let mut bytes = module_bytes(&dir.join(rel))?;
+            let kept = strip_signature(&bytes).len();
+            let signed = kept < bytes.len();
+            bytes.truncate(kept);
+            Ok((format!("{root}/{}", plain_name(rel)), bytes, signed))
+        },
+        |(guest, bytes, signed)| {
+            stripped += usize::from(signed);
+            cpio.file(&guest, &bytes, 0o644);
+            file.write_all(&cpio.take()).map_err(Error::io(&path))
+        },
+    )?;
     for index in INDEXES {
-        if let Ok(text) = fs::read_to_string(dir.join(index)) {
-            let text = text
-                .replace(".ko.xz", ".ko")
-                .replace(".ko.zst", ".ko")
-                .replace(".ko.gz", ".ko");
-            cpio.file(&format!("{root}/{index}"), text.as_bytes(), 0o644);
+        let from = dir.join(index);
+        match fs::read(&from) {
+            Ok(text) => cpio.file(&format!("{root}/{index}"), &rename_modules(&text), 0o644),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&from)(e)),
         }
     }
-    fs::write(out, cpio.finish()).map_err(Error::io(out))?;
-    Ok((files.len(), unsigned))
+    file.write_all(&cpio.finish()).map_err(Error::io(&path))?;
+    let file = file.into_inner().map_err(|e| Error::io(&path)(e.into_error()))?;
+    // The entry is published by a rename right after: its data must be on disk first.
+    file.sync_all().map_err(Error::io(&path))?;
+    let manifest = Manifest {
+        release: release.to_string(),
+        modules: modules.len(),
+        stripped,
+    };
+    let path = out.join(MANIFEST);
+    fs::write(
+        &path,
+        serde_json::to_vec_pretty(&manifest).expect("serializable"),
+    )
+    .map_err(Error::io(&path))
 }
 
-/// Every module of `files` (relative to `dir`) decompressed, on all cores.
-fn decompress_all(dir: &Path, files: &[&str]) -> Result<Vec<Vec<u8>>> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let chunk = files.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|rel| module_bytes(&dir.join(rel)))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        let mut all = Vec::with_capacity(files.len());
-        for worker in workers {
-            let part = worker
-                .join()
-                .map_err(|_| Error::Other("a decompression thread panicked".into()))??;
-            all.extend(part);
+/// Every module file under `dir`, as sorted relative paths. Symbolic links (`build`, `source`)
+/// are not followed.
+fn find_modules(dir: &Path) -> Result<Vec<String>> {
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
+        let here = dir.join(rel);
+        for entry in fs::read_dir(&here).map_err(Error::io(&here))? {
+            let entry = entry.map_err(Error::io(&here))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let kind = entry.file_type().map_err(Error::io(entry.path()))?;
+            if kind.is_dir() {
+                walk(dir, &rel, out)?;
+            } else if kind.is_file() && name.ends_with(".ko.gz") {
+                return Err(Error::Other(format!(
+                    "{}: gzip-compressed modules are not supported (xz and zstd are)",
+                    dir.join(&rel).display()
+                )));
+            } else if kind.is_file() && (name.ends_with(".ko") || plain_name(&name) != name) {
+                out.push(rel);
+            }
         }
-        Ok(all)
-    })
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, "", &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// A module path with a compressed suffix replaced by `.ko`.
+fn plain_name(path: &str) -> String {
+    COMPRESSED
+        .iter()
+        .find_map(|ext| path.strip_suffix(ext))
+        .map_or_else(|| path.to_string(), |stem| format!("{stem}.ko"))
+}
+
+/// An index's text with every compressed module suffix that ends a path (before `:`, white
+/// space, a NUL or the end) replaced by `.ko`.
+fn rename_modules(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut at = 0;
+    'bytes: while at < text.len() {
+        for ext in COMPRESSED {
+            let ext = ext.as_bytes();
+            if text[at..].starts_with(ext) {
+                let after = text.get(at + ext.len());
+                if after.is_none_or(|b| b":\0".contains(b) || b.is_ascii_whitespace()) {
+                    out.extend_from_slice(b".ko");
+                    at += ext.len();
+                    continue 'bytes;
+                }
+            }
+        }
+        out.push(text[at]);
+        at += 1;
+    }
+    out
+}
+
+/// The marker that ends a signed module.
+const SIG_MAGIC: &[u8] = b"~Module signature appended~\n";
+/// `struct module_signature`: algo, hash, id_type, signer_len, key_id_len, 3 pad bytes, then
+/// the big-endian length of the PKCS#7 message before it.
+const SIG_INFO_LEN: usize = 12;
+const PKEY_ID_PKCS7: u8 = 2;
+
+/// The module without its appended signature: the marker, the signature info and the PKCS#7
+/// message before it. A module without the marker, or whose signature info the kernel would
+/// reject, is returned whole.
+pub fn strip_signature(module: &[u8]) -> &[u8] {
+    let Some(signed) = module.strip_suffix(SIG_MAGIC) else {
+        return module;
+    };
+    let Some(info_at) = signed.len().checked_sub(SIG_INFO_LEN) else {
+        return module;
+    };
+    let info = &signed[info_at..];
+    let sig_len = u32::from_be_bytes([info[8], info[9], info[10], info[11]]) as usize;
+    // The kernel's own checks (mod_check_sig): PKCS#7, no other parameters, a module left over.
+    let well_formed =
+        info[2] == PKEY_ID_PKCS7 && info[..8].iter().enumerate().all(|(i, &b)| i == 2 || b == 0);
+    match info_at.checked_sub(sig_len) {
+        Some(end) if well_formed && end > 0 => &module[..end],
+        _ => module,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::newc::entries;
 
-    fn signed(body: &[u8], signature: &[u8]) -> Vec<u8> {
-        let mut module = body.to_vec();
-        module.extend_from_slice(signature);
-        let mut info = [0u8; SIGNATURE_INFO_LEN];
-        info[2] = 2; // PKEY_ID_PKCS7
-        info[8..].copy_from_slice(&(signature.len() as u32).to_be_bytes());
-        module.extend_from_slice(&info);
-        module.extend_from_slice(SIGNATURE_MARKER);
-        module
+    const RELEASE: &str = "9.9.9-test";
+
+    /// `body` signed the way the kernel's sign-file does, with `sig` for a PKCS#7 message.
+    fn signed(body: &[u8], sig: &[u8]) -> Vec<u8> {
+        let mut out = body.to_vec();
+        out.extend_from_slice(sig);
+        out.extend_from_slice(&[0, 0, PKEY_ID_PKCS7, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&(sig.len() as u32).to_be_bytes());
+        out.extend_from_slice(SIG_MAGIC);
+        out
+    }
+
+    fn xz(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        lzma_rs::xz_compress(&mut &data[..], &mut out).unwrap();
+        out
+    }
+
+    fn write(path: &Path, data: &[u8]) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, data).unwrap();
+    }
+
+    /// A small modules tree: a plain module, a signed xz one, a signed plain one, their indexes,
+    /// and a `build` link to a directory holding a module that is not the tree's.
+    fn fake_tree(root: &Path) -> Kernel {
+        let dir = root.join("lib/modules").join(RELEASE);
+        write(&dir.join("kernel/a/plain.ko"), b"\x7fELF plain");
+        write(
+            &dir.join("kernel/b/packed.ko.xz"),
+            &xz(&signed(b"\x7fELF packed", &[0x30; 300])),
+        );
+        write(
+            &dir.join("kernel/c/signed.ko"),
+            &signed(b"\x7fELF signed", &[0x30; 40]),
+        );
+        write(
+            &dir.join("modules.dep"),
+            b"kernel/a/plain.ko:\nkernel/b/packed.ko.xz: kernel/a/plain.ko\n\
+              kernel/c/signed.ko: kernel/b/packed.ko.xz kernel/a/plain.ko\n",
+        );
+        write(
+            &dir.join("modules.order"),
+            b"kernel/a/plain.ko\nkernel/b/packed.ko\nkernel/c/signed.ko\n",
+        );
+        write(&dir.join("modules.alias"), b"alias pci:v1234d* packed\n");
+        write(&dir.join("modules.dep.bin"), b"binary");
+        write(&root.join("headers/stray.ko"), b"not the tree's");
+        std::os::unix::fs::symlink(root.join("headers"), dir.join("build")).unwrap();
+        Kernel {
+            spec: "test".into(),
+            release: RELEASE.into(),
+            boot_image: PathBuf::new(),
+            headers: None,
+            modules_dir: Some(dir),
+        }
+    }
+
+    fn file<'a>(got: &'a [crate::newc::Entry], name: &str) -> &'a [u8] {
+        let path = format!("lib/modules/{RELEASE}/{name}");
+        &got.iter()
+            .find(|e| e.0 == path)
+            .unwrap_or_else(|| panic!("no {path}"))
+            .2
     }
 
     #[test]
-    fn a_signed_module_loses_exactly_its_signature() {
-        let module = signed(b"\x7fELF body", &[0x30; 700]);
+    fn a_pack_holds_every_module_decompressed_and_unsigned_under_a_plain_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pack = build(&fake_tree(tmp.path()), &tmp.path().join("cache")).unwrap();
+        assert_eq!((pack.modules, pack.stripped), (3, 2));
+        assert_eq!(pack.release, RELEASE);
+        let bytes = fs::read(&pack.cpio).unwrap();
+        assert_eq!(pack.bytes, bytes.len() as u64);
+        let got = entries(&bytes);
+        assert_eq!(file(&got, "kernel/a/plain.ko"), b"\x7fELF plain");
+        assert_eq!(file(&got, "kernel/b/packed.ko"), b"\x7fELF packed");
+        assert_eq!(file(&got, "kernel/c/signed.ko"), b"\x7fELF signed");
+        let names: Vec<_> = got.iter().map(|e| e.0.as_str()).collect();
+        assert!(!names.iter().any(|n| n.contains("stray") || n.ends_with(".bin")));
+        // Every parent comes before what it holds.
+        for (i, name) in names.iter().enumerate() {
+            if let Some((parent, _)) = name.rsplit_once('/') {
+                assert!(names[..i].contains(&parent), "{name} before {parent}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_indexes_name_the_plain_modules() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pack = build(&fake_tree(tmp.path()), &tmp.path().join("cache")).unwrap();
+        let got = entries(&fs::read(&pack.cpio).unwrap());
+        assert_eq!(
+            file(&got, "modules.dep"),
+            b"kernel/a/plain.ko:\nkernel/b/packed.ko: kernel/a/plain.ko\n\
+              kernel/c/signed.ko: kernel/b/packed.ko kernel/a/plain.ko\n"
+        );
+        assert_eq!(file(&got, "modules.alias"), b"alias pci:v1234d* packed\n");
+        assert!(got.iter().all(|e| !e.0.ends_with("modules.softdep")));
+    }
+
+    #[test]
+    fn a_pack_appended_to_an_initramfs_unpacks_with_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pack = build(&fake_tree(tmp.path()), &tmp.path().join("cache")).unwrap();
+        let mut small = Cpio::new();
+        small.file("init", b"#!agent", 0o755);
+        small.file("lib/firmware/x.bin", b"fw", 0o644);
+        let mut both = small.finish();
+        both.extend(fs::read(&pack.cpio).unwrap());
+        let got = entries(&both);
+        assert!(got.iter().any(|e| e.0 == "init" && e.2 == b"#!agent"));
+        assert_eq!(file(&got, "kernel/b/packed.ko"), b"\x7fELF packed");
+    }
+
+    #[test]
+    fn an_unchanged_tree_is_not_packed_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let kernel = fake_tree(tmp.path());
+        let cache = tmp.path().join("cache");
+        let first = build(&kernel, &cache).unwrap();
+        let made = fs::metadata(&first.cpio).unwrap().modified().unwrap();
+        // Were it packed again, the missing module would fail the build.
+        fs::remove_file(kernel.modules_dir.as_ref().unwrap().join("kernel/a/plain.ko")).unwrap();
+        let second = build(&kernel, &cache).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(fs::metadata(&second.cpio).unwrap().modified().unwrap(), made);
+    }
+
+    #[test]
+    fn a_new_modules_dep_makes_a_new_pack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let kernel = fake_tree(tmp.path());
+        let cache = tmp.path().join("cache");
+        let first = build(&kernel, &cache).unwrap();
+        let dir = kernel.modules_dir.as_ref().unwrap();
+        write(&dir.join("kernel/d/new.ko"), b"\x7fELF new");
+        fs::write(dir.join("modules.dep"), b"kernel/d/new.ko:\n").unwrap();
+        let second = build(&kernel, &cache).unwrap();
+        assert_ne!(first.cpio, second.cpio);
+        assert_eq!(second.modules, 4);
+    }
+
+    #[test]
+    fn a_failed_pack_leaves_no_entry_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let kernel = fake_tree(tmp.path());
+        let dir = kernel.modules_dir.as_ref().unwrap();
+        // Sorted last, so the archive is half written when it fails.
+        write(&dir.join("kernel/z/broken.ko.xz"), b"not xz");
+        let cache = tmp.path().join("cache");
+        let err = build(&kernel, &cache).unwrap_err().to_string();
+        assert!(err.contains("broken.ko.xz"), "{err}");
+        let left: Vec<_> = fs::read_dir(cache.join("modpacks"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_kernel_without_a_modules_tree_is_refused_with_a_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut kernel = fake_tree(tmp.path());
+        let dir = kernel.modules_dir.take().unwrap();
+        let err = build(&kernel, tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("no modules tree"), "{err}");
+        fs::remove_file(dir.join("modules.dep")).unwrap();
+        kernel.modules_dir = Some(dir);
+        let err = build(&kernel, tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("depmod"), "{err}");
+    }
+
+    #[test]
+    fn a_signature_is_stripped_whole() {
+        let module = signed(b"\x7fELF body", b"pkcs7");
         assert_eq!(strip_signature(&module), b"\x7fELF body");
     }
 
     #[test]
-    fn unsigned_or_damaged_modules_are_kept_whole() {
-        assert_eq!(strip_signature(b"\x7fELF plain"), b"\x7fELF plain");
-        let mut lying = signed(b"x", &[1; 8]);
-        let len_at = lying.len() - SIGNATURE_MARKER.len() - 4;
-        lying[len_at..len_at + 4].copy_from_slice(&1_000_000u32.to_be_bytes());
-        assert_eq!(strip_signature(&lying), &lying[..]);
-    }
-
-    #[test]
-    fn compressed_names_lose_their_suffix() {
-        assert_eq!(packed_name("kernel/a/b.ko.xz"), "kernel/a/b.ko");
-        assert_eq!(packed_name("kernel/a/b.ko"), "kernel/a/b.ko");
-    }
-
-    /// The paths of a newc archive, in order.
-    fn names(archive: &[u8]) -> Vec<String> {
-        let mut names = Vec::new();
-        let mut at = 0;
-        while at + 110 <= archive.len() {
-            let field = |i: usize| {
-                let text = std::str::from_utf8(&archive[at + 6 + i * 8..at + 14 + i * 8]).unwrap();
-                usize::from_str_radix(text, 16).unwrap()
-            };
-            let (size, name_len) = (field(6), field(11));
-            let name = &archive[at + 110..at + 110 + name_len - 1];
-            names.push(String::from_utf8_lossy(name).into_owned());
-            at = ((at + 110 + name_len + 3) & !3) + size;
-            at = (at + 3) & !3;
-        }
-        names
-    }
-
-    fn tree(dir: &Path) -> Kernel {
-        let modules = dir.join("root/lib/modules/6.12.0-test");
-        fs::create_dir_all(modules.join("kernel/drivers")).unwrap();
-        fs::write(
-            modules.join("kernel/drivers/a.ko"),
-            signed(b"\x7fELF a", &[7; 40]),
-        )
-        .unwrap();
-        fs::write(modules.join("kernel/drivers/b.ko"), b"\x7fELF b").unwrap();
-        fs::write(
-            modules.join("modules.dep"),
-            "kernel/drivers/a.ko: kernel/drivers/b.ko\nkernel/drivers/b.ko:\n",
-        )
-        .unwrap();
-        fs::write(modules.join("modules.alias"), "alias pci:v00001234* a\n").unwrap();
-        Kernel {
-            spec: "test".into(),
-            release: "6.12.0-test".into(),
-            boot_image: dir.join("vmlinux"),
-            headers: None,
-            modules_dir: Some(modules),
+    fn a_module_without_a_well_formed_signature_is_kept_whole() {
+        let (body, sig) = (b"\x7fELF body", b"pkcs7");
+        let info_at = body.len() + sig.len();
+        let unsigned = body.to_vec();
+        let mut not_pkcs7 = signed(body, sig);
+        not_pkcs7[info_at + 2] = 1;
+        let mut with_params = signed(body, sig);
+        with_params[info_at + 1] = 4;
+        let too_long = signed(b"", b"pkcs7");
+        let mut truncated = SIG_MAGIC.to_vec();
+        truncated.insert(0, 7);
+        for module in [unsigned, not_pkcs7, with_params, too_long, truncated] {
+            assert_eq!(strip_signature(&module), module);
         }
     }
 
     #[test]
-    fn the_pack_appends_to_an_initramfs_and_is_built_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let kernel = tree(dir.path());
-        let cache = dir.path().join("cache");
-        let pack = build(&kernel, &cache).unwrap();
-        assert_eq!((pack.modules, pack.unsigned), (2, 1));
-        let mut initramfs = Cpio::new();
-        initramfs.file("init", b"agent", 0o755);
-        let mut both = initramfs.finish();
-        both.extend(fs::read(&pack.cpio).unwrap());
-        let all = names(&both);
-        for wanted in [
-            "init",
-            "lib/modules/6.12.0-test/kernel/drivers/a.ko",
-            "lib/modules/6.12.0-test/modules.dep",
-            "lib/modules/6.12.0-test/modules.alias",
-        ] {
-            assert!(all.iter().any(|n| n == wanted), "{wanted} in {all:?}");
-        }
-        assert_eq!(all.iter().filter(|n| *n == "TRAILER!!!").count(), 2);
-        let stamp = fs::metadata(&pack.cpio).unwrap().modified().unwrap();
-        let again = build(&kernel, &cache).unwrap();
+    fn only_suffixes_that_end_a_path_are_renamed() {
         assert_eq!(
-            fs::metadata(&again.cpio).unwrap().modified().unwrap(),
-            stamp
+            rename_modules(b"a.ko.xz:\tb.ko.zst c.ko.xzz\0d.ko.xz"),
+            b"a.ko:\tb.ko c.ko.xzz\0d.ko"
         );
-    }
-
-    #[test]
-    fn a_tree_whose_module_is_missing_leaves_no_pack_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let kernel = tree(dir.path());
-        let modules = kernel.modules_dir.clone().unwrap();
-        fs::remove_file(modules.join("kernel/drivers/b.ko")).unwrap();
-        let cache = dir.path().join("cache");
-        assert!(build(&kernel, &cache).is_err());
-        // Only the entry's lock file may stay: no pack, no half-written directory.
-        let left: Vec<_> = fs::read_dir(cache.join("modpacks"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_none_or(|ext| ext != "lock"))
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
     }
 }
