@@ -173,6 +173,23 @@ impl Probe<'_> {
             index,
             module: name.to_string(),
         });
+        if state.kept.iter().any(|m| m == name) {
+            // Already loaded for a driver this round keeps (usbcore under ehci_pci): it is in
+            // use, not a failure, and stays.
+            (self.emit)(&Event::ProbeModule {
+                round,
+                index,
+                module: name.to_string(),
+                error: None,
+                bound: bound_devices(&self.sysfs, name),
+                kept: false,
+                load_ms: 0.0,
+                unload_ms: 0.0,
+                unload_error: None,
+                unreturned_bytes: None,
+            });
+            return;
+        }
         let started = Instant::now();
         let deps = tree.modules.get(name).map_or(&[][..], |m| &m.deps[..]);
         let mut unload_error = self.release_held(state, deps);

@@ -294,20 +294,68 @@ fn a_bounded_mass_probe_loads_the_kernels_own_modules_measures_them_and_blames_w
     let out = run(dir.path(), &[&scenario]);
     // Debian's own modules may oops on unload (that is what a probe is for): pass or fail, but
     // never an infrastructure error.
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", describe(&out));
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        describe(&out)
+    );
     let report = report(&dir.path().join("out"));
     let result = &scenarios(&report)[0];
     let probe = &result["mass_probe"];
     let tried = probe["modules_tried"].as_u64().unwrap();
-    assert!((200..=215).contains(&tried), "a twentieth of 4,230 modules: {probe:.2000}");
-    assert!(probe["loaded"].as_u64().unwrap() > tried / 2, "most load: {probe:.2000}");
+    assert!(
+        (200..=215).contains(&tried),
+        "a twentieth of 4,230 modules: {probe:.2000}"
+    );
+    assert!(
+        probe["loaded"].as_u64().unwrap() > tried / 2,
+        "most load: {probe:.2000}"
+    );
     assert!(probe["failed"].as_u64().unwrap() > 0, "some find no device");
     let round = &probe["rounds"][0];
     assert!(round["modules_per_s"].as_f64().unwrap() > 1.0, "{round}");
-    assert!(round["growth"]["SUnreclaim"].is_i64(), "memory measured per round: {round}");
+    assert!(
+        round["growth"]["SUnreclaim"].is_i64(),
+        "memory measured per round: {round}"
+    );
     for finding in result["findings"].as_array().unwrap() {
-        assert!(finding["module"].is_string(), "every finding is blamed: {finding}");
+        assert!(
+            finding["module"].is_string(),
+            "every finding is blamed: {finding}"
+        );
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("modules/s"), "progress on the terminal: {stderr}");
+    assert!(
+        stderr.contains("modules/s"),
+        "progress on the terminal: {stderr}"
+    );
+}
+
+#[test]
+fn the_installer_probe_binds_the_typical_pcs_drivers_and_the_usb_ones_behind_xhci() {
+    let dir = scratch("installer-probe");
+    let out = run(dir.path(), &[&"installer-probe"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = report(&dir.path().join("out"));
+    let probe = &scenarios(&report)[0]["mass_probe"];
+    let bound: Vec<&str> = probe["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["bound"].as_array().is_some_and(|b| !b.is_empty()))
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    for driver in [
+        "e1000e",
+        "ahci",
+        "nvme",
+        "xhci_pci",
+        "snd_hda_intel",
+        "usb_storage",
+        "usbhid",
+    ] {
+        assert!(bound.contains(&driver), "{driver} bound: {bound:?}");
+    }
+    assert_eq!(probe["rounds"].as_array().unwrap().len(), 2, "{probe}");
+    assert_eq!(probe["failed"], 0, "every matched driver loads: {probe}");
 }

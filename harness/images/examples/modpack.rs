@@ -8,7 +8,11 @@ use std::time::Instant;
 use modharness_images::{cache, kernel::Kernel, modpack};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let entry = PathBuf::from(std::env::args().nth(1).ok_or("usage: modpack KERNEL_ENTRY")?);
+    let entry = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .ok_or("usage: modpack KERNEL_ENTRY")?,
+    );
     let mut kernel: Kernel = serde_json::from_slice(&std::fs::read(entry.join("kernel.json"))?)?;
     // The manifest leaves paths out: they depend on where the entry is.
     kernel.modules_dir = Some(entry.join("root/lib/modules").join(&kernel.release));

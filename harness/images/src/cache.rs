@@ -145,7 +145,11 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || tx.send(lock(&other).is_ok()));
         let took = rx.recv_timeout(std::time::Duration::from_secs(5));
-        assert_eq!(took, Ok(true), "the second entry waited for the first one's lock");
+        assert_eq!(
+            took,
+            Ok(true),
+            "the second entry waited for the first one's lock"
+        );
     }
 
     #[test]

@@ -145,7 +145,9 @@ fn write_pack(dir: &Path, release: &str, out: &Path) -> Result<()> {
         }
     }
     file.write_all(&cpio.finish()).map_err(Error::io(&path))?;
-    let file = file.into_inner().map_err(|e| Error::io(&path)(e.into_error()))?;
+    let file = file
+        .into_inner()
+        .map_err(|e| Error::io(&path)(e.into_error()))?;
     // The entry is published by a rename right after: its data must be on disk first.
     file.sync_all().map_err(Error::io(&path))?;
     let manifest = Manifest {
@@ -337,7 +339,9 @@ mod tests {
         assert_eq!(file(&got, "kernel/b/packed.ko"), b"\x7fELF packed");
         assert_eq!(file(&got, "kernel/c/signed.ko"), b"\x7fELF signed");
         let names: Vec<_> = got.iter().map(|e| e.0.as_str()).collect();
-        assert!(!names.iter().any(|n| n.contains("stray") || n.ends_with(".bin")));
+        assert!(!names
+            .iter()
+            .any(|n| n.contains("stray") || n.ends_with(".bin")));
         // Every parent comes before what it holds.
         for (i, name) in names.iter().enumerate() {
             if let Some((parent, _)) = name.rsplit_once('/') {
@@ -382,10 +386,20 @@ mod tests {
         let first = build(&kernel, &cache).unwrap();
         let made = fs::metadata(&first.cpio).unwrap().modified().unwrap();
         // Were it packed again, the missing module would fail the build.
-        fs::remove_file(kernel.modules_dir.as_ref().unwrap().join("kernel/a/plain.ko")).unwrap();
+        fs::remove_file(
+            kernel
+                .modules_dir
+                .as_ref()
+                .unwrap()
+                .join("kernel/a/plain.ko"),
+        )
+        .unwrap();
         let second = build(&kernel, &cache).unwrap();
         assert_eq!(first, second);
-        assert_eq!(fs::metadata(&second.cpio).unwrap().modified().unwrap(), made);
+        assert_eq!(
+            fs::metadata(&second.cpio).unwrap().modified().unwrap(),
+            made
+        );
     }
 
     #[test]

@@ -84,7 +84,11 @@ impl ScenarioJob<'_> {
             let mut cancel = cancel.clone();
             let log_path = match share {
                 0 => self.opts.out_dir.join(&log_rel),
-                n => self.opts.out_dir.join(&log_rel).with_extension(format!("share{}.log", n + 1)),
+                n => self
+                    .opts
+                    .out_dir
+                    .join(&log_rel)
+                    .with_extension(format!("share{}.log", n + 1)),
             };
             async move {
                 let mut attempts = Attempts {
@@ -100,15 +104,19 @@ impl ScenarioJob<'_> {
         let mut outcome: Option<Result<Observed>> = None;
         let mut accel = self.accel.current();
         let mut retried_boot = false;
-        for (share, (vm_outcome, vm_accel, notes, retried)) in
-            futures::future::join_all(runs).await.into_iter().enumerate()
+        for (share, (vm_outcome, vm_accel, notes, retried)) in futures::future::join_all(runs)
+            .await
+            .into_iter()
+            .enumerate()
         {
             let prefix = if shares.len() > 1 {
                 format!("VM {} of {}: ", share + 1, shares.len())
             } else {
                 String::new()
             };
-            result.notes.extend(notes.into_iter().map(|n| format!("{prefix}{n}")));
+            result
+                .notes
+                .extend(notes.into_iter().map(|n| format!("{prefix}{n}")));
             accel = vm_accel;
             retried_boot |= retried;
             outcome = Some(match (outcome, vm_outcome) {
@@ -135,11 +143,7 @@ impl ScenarioJob<'_> {
                     result.status = report::Status::Error;
                     result.error = Some(format!(
                         "the guest failed {} while booting, before any step ran: {why}",
-                        if retried_boot {
-                            "twice"
-                        } else {
-                            "under kvm"
-                        }
+                        if retried_boot { "twice" } else { "under kvm" }
                     ));
                 }
             }
@@ -207,13 +211,17 @@ impl ScenarioJob<'_> {
                 Some(busy.module.clone()),
             ));
         }
-        let title = seen
+        let (title, culprit) = seen
             .findings
             .first()
-            .map(|f| f.title.clone())
-            .or_else(|| seen.own.first().map(|f| f.title.clone()))
+            .map(|f| (f.title.clone(), f.module.clone()))
+            .or_else(|| {
+                seen.own
+                    .first()
+                    .map(|f| (f.title.clone(), f.module.clone()))
+            })
             .unwrap_or_default();
-        let (module, resume) = seen.probe.blame_in_flight(&title)?;
+        let (module, resume) = seen.probe.blame_in_flight(&title, culprit.as_deref())?;
         let vm = seen.probe.restarts;
         let kept = keep_log(attempts.log_path, &format!("vm{vm}.log"));
         if seen.probe.restarts > probe::MAX_RESTARTS {
