@@ -24,15 +24,9 @@ pub(crate) fn probe_section(page: &mut String, scenario: &ScenarioResult) {
     };
     let _ = write!(
         page,
-        "<h3>Mass probe of {}</h3>\n<p>{} modules tried · {} loaded · {} bound a device · \
-         {} failed · {} restart{}</p>\n",
+        "<h3>Mass probe of {}</h3>\n<p>{}</p>\n",
         escape(&scenario.name),
-        probe.modules_tried,
-        probe.loaded,
-        probe.bound,
-        probe.failed,
-        probe.restarts,
-        if probe.restarts == 1 { "" } else { "s" },
+        probe.totals(),
     );
     rounds_table(page, probe);
     let charts = charts(probe);

@@ -146,15 +146,7 @@ fn bugs_section(out: &mut String, bugs: &[Bug]) {
 /// Two or three lines for a scenario's mass probe: its totals; its rounds; the modules that
 /// returned least memory, as many as fit (on the rounds' line when the worst fits there).
 fn probe_lines(out: &mut String, name: &str, probe: &MassProbeResult) {
-    let totals = format!(
-        "{name}: {} modules tried, {} loaded, {} bound a device, {} failed, {} restart{}",
-        probe.modules_tried,
-        probe.loaded,
-        probe.bound,
-        probe.failed,
-        probe.restarts,
-        if probe.restarts == 1 { "" } else { "s" },
-    );
+    let totals = format!("{name}: {}", probe.totals());
     let mut lines = vec![totals];
     if let Some(rounds) = rounds_text(probe) {
         lines.push(format!("  {rounds}"));
