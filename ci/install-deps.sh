@@ -8,7 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q
 $sudo apt-get install -y -q --no-install-recommends \
   qemu-system-x86 busybox-static kmod make gcc bc flex bison libelf-dev libssl-dev cpio \
-  python3 gawk \
+  python3 gawk xz-utils \
   ca-certificates curl >/dev/null
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
