@@ -112,7 +112,6 @@ const FIRST_FIGURES: [&str; 6] = [
 ];
 
 impl MassProbeResult {
-
     /// The figures any round's growth has: [`FIRST_FIGURES`] first, then the rest by name.
     pub(crate) fn growth_figures(&self) -> Vec<&str> {
         let mut others: Vec<&str> = self
