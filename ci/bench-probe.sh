@@ -62,7 +62,7 @@ probe() { # $1 = name, $2 = vm settings, $3 = extra mass_probe keys
 name: $1
 vm: { memory: 3G, timeout: 60m, $2 }
 steps:
-  - mass_probe: { modules: all, rounds: 1, shard: 1/$step $3 }
+  - mass_probe: { modules: all, rounds: 1, shard: 1/$step ${3:-} }
 Y
   "$bin" run "$work/$1.yaml" --out "$work/$1" >/dev/null 2>&1 || true
   python3 -c "import json;r=json.load(open('$work/$1/report.json'))['runs'][0]['scenarios'][0]['mass_probe']['rounds'][0];print('%.2f %d' % (r['seconds'], r['modules']))"
