@@ -19,10 +19,12 @@ use crate::probe_tree::{keep, Tree};
 
 /// Tries of an unload that fails with EAGAIN/EBUSY (a module still settling after its probe).
 const UNLOAD_TRIES: u32 = 3;
+/// The pause between those tries.
 const UNLOAD_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// What a mass probe works on in the guest.
 pub struct Probe<'a> {
+    /// Loads and unloads, and reads /proc/meminfo.
     pub kernel: &'a dyn Kernel,
     /// The kernel's modules tree, `/lib/modules/RELEASE`.
     pub modules_dir: PathBuf,
@@ -38,9 +40,13 @@ pub struct Probe<'a> {
 
 /// One `mass_probe` step's arguments.
 pub struct Request<'a> {
+    /// Which modules.
     pub selection: &'a ProbeSelection,
+    /// How many times over.
     pub rounds: u32,
+    /// Names or globs never to load.
     pub skip: &'a [String],
+    /// `(I, N)`: every N-th module of the selection from the I-th.
     pub shard: Option<(u32, u32)>,
     /// Where to go on from, after a VM that ran the probe crashed.
     pub resume: Option<&'a ProbeResume>,
