@@ -94,7 +94,7 @@ pub struct VmSettings {
     #[serde(rename = "memory", deserialize_with = "yaml::memory_mib")]
     pub memory_mib: u32,
     /// Extra kernel command-line arguments (default none).
-    #[serde(deserialize_with = "yaml::text")]
+    #[serde(deserialize_with = "yaml::kernel_args")]
     pub cmdline: String,
     /// How long the whole run may take before it counts as a hang (default 120s); written
     /// `500ms`, `60s`, `2m` or `1h`.

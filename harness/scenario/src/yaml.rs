@@ -75,6 +75,24 @@ pub(crate) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String,
     parse_scalar(deserializer, "a string", |text| Ok(text.to_owned()))
 }
 
+/// Extra kernel command-line words: anything but `--`, after which the kernel would hand the
+/// harness's own options to init as arguments, and control characters.
+pub(crate) fn kernel_args<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    parse_scalar(deserializer, "kernel command-line options", |text| {
+        if text.split_whitespace().any(|word| word == "--") {
+            Err(
+                "`--` in cmdline; expected kernel options only (after `--` the kernel would pass \
+                 the harness's own options to init)"
+                    .to_owned(),
+            )
+        } else if text.chars().any(|c| c.is_control() && c != ' ') {
+            Err("a control character in cmdline; expected kernel options on one line".to_owned())
+        } else {
+            Ok(text.to_owned())
+        }
+    })
+}
+
 /// `true` or `false`.
 fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     parse_scalar(deserializer, "true or false", |text| match text {
@@ -597,6 +615,13 @@ impl<'de> Deserialize<'de> for ParamValue {
             // `~` is YAML's null, which the text of a plain scalar does not reveal otherwise.
             if text.is_empty() || text == "~" {
                 Err("empty parameter value; expected a string, number or boolean (a flag is `name: 1`)".to_owned())
+            } else if text.contains('"') || text.chars().any(char::is_control) {
+                // The kernel splits a parameter string at spaces outside double quotes and has no
+                // escape: a quote in a value would end it and smuggle in parameters of its own.
+                Err(format!(
+                    "parameter value {text:?} holds a double quote or a control character; \
+                     expected a value without them (spaces are fine: the value is quoted)"
+                ))
             } else {
                 Ok(ParamValue(text.to_owned()))
             }

@@ -489,3 +489,13 @@ fn garbage_never_panics() {
     );
     assert!(parse(&deep, Path::new("t.yaml")).is_err());
 }
+rejects!(
+    a_quote_in_a_parameter_value_cannot_smuggle_parameters,
+    "name: t\nsteps:\n  - load: { module: m, params: { a: 'x\" evil=1 \"' } }\n",
+    "scenarios/t.yaml:3:37: parameter value \"x\\\" evil=1 \\\"\" holds a double quote or a control character; expected a value without them (spaces are fine: the value is quoted)",
+);
+rejects!(
+    a_double_dash_in_cmdline_cannot_hand_the_harness_options_to_init,
+    "name: t\nvm: { cmdline: \"quiet -- rdinit=/bin/sh\" }\nsteps:\n  - sleep: 1ms\n",
+    "scenarios/t.yaml:2:16: `--` in cmdline; expected kernel options only (after `--` the kernel would pass the harness's own options to init)",
+);

@@ -71,14 +71,16 @@ pub struct VmConfig {
 /// MSI-X vectors of the doorbell device: one is all a storm needs.
 pub const DOORBELL_VECTORS: u32 = 1;
 
-/// The kernel command line: console on ttyS0, reboot at once on panic by triple fault (a reset
-/// every machine turns into QEMU's exit under `-no-reboot`), then what the scenario adds.
+/// The kernel command line: what the scenario adds, then console on ttyS0, reboot at once on
+/// panic by triple fault (a reset every machine turns into QEMU's exit under `-no-reboot`) and
+/// the agent as init. The harness's options come last because the kernel keeps the last of a
+/// repeated option: a scenario cannot turn off the panic reboot or replace the agent.
 pub fn kernel_cmdline(extra: &str) -> String {
     let base = "console=ttyS0 panic=-1 reboot=t rdinit=/init";
     if extra.trim().is_empty() {
         base.to_string()
     } else {
-        format!("{base} {}", extra.trim())
+        format!("{} {base}", extra.trim())
     }
 }
 
@@ -319,10 +321,10 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_command_line_ends_with_the_scenario_options() {
+    fn the_harness_options_come_after_the_scenario_options_so_that_they_win() {
         assert_eq!(
             kernel_cmdline(" slub_debug=FZPU "),
-            "console=ttyS0 panic=-1 reboot=t rdinit=/init slub_debug=FZPU"
+            "slub_debug=FZPU console=ttyS0 panic=-1 reboot=t rdinit=/init"
         );
         assert_eq!(
             kernel_cmdline(""),

@@ -232,6 +232,10 @@ async fn forward_bytes(mut stream: UnixStream, tx: mpsc::Sender<VmEvent>) {
     }
 }
 
+/// The longest control line kept: an agent event is a few KiB at most (a memory sample with
+/// every slab cache), so anything longer is a guest writing garbage, and is dropped.
+const MAX_CONTROL_LINE: usize = 1 << 20;
+
 async fn forward_lines(mut stream: UnixStream, tx: mpsc::Sender<VmEvent>) {
     let mut pending = Vec::new();
     let mut buf = vec![0u8; 4096];
@@ -240,14 +244,28 @@ async fn forward_lines(mut stream: UnixStream, tx: mpsc::Sender<VmEvent>) {
             break;
         }
         pending.extend_from_slice(&buf[..n]);
-        while let Some(at) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=at).collect();
-            let text = String::from_utf8_lossy(&line).trim_end().to_string();
-            if tx.send(VmEvent::Control(text)).await.is_err() {
+        for line in take_lines(&mut pending, MAX_CONTROL_LINE) {
+            if tx.send(VmEvent::Control(line)).await.is_err() {
                 return;
             }
         }
     }
+}
+
+/// The complete lines at the front of `pending`, without their newlines; a line longer than
+/// `max` is dropped, and so is an unfinished one that has grown past it.
+fn take_lines(pending: &mut Vec<u8>, max: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    while let Some(at) = pending.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = pending.drain(..=at).collect();
+        if line.len() <= max {
+            lines.push(String::from_utf8_lossy(&line).trim_end().to_string());
+        }
+    }
+    if pending.len() > max {
+        pending.clear();
+    }
+    lines
 }
 
 async fn forward_qmp(mut events: QmpEvents, tx: mpsc::Sender<VmEvent>) {
@@ -308,4 +326,29 @@ fn peek_exit(pid: i32) -> Option<Option<i32>> {
         return None;
     }
     Some((info.si_code == libc::CLD_EXITED).then(|| unsafe { info.si_status() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_lines_are_split_and_a_partial_one_waits_for_its_end() {
+        let mut pending = b"{\"a\":1}\n{\"b\"".to_vec();
+        assert_eq!(take_lines(&mut pending, 100), ["{\"a\":1}"]);
+        assert_eq!(pending, b"{\"b\"");
+    }
+
+    #[test]
+    fn a_guest_cannot_grow_the_control_buffer_without_bound() {
+        let mut pending = vec![b'x'; 300];
+        assert!(take_lines(&mut pending, 256).is_empty());
+        assert!(pending.is_empty(), "an endless line is dropped");
+        let mut pending = [vec![b'y'; 300], b"\nok\n".to_vec()].concat();
+        assert_eq!(
+            take_lines(&mut pending, 256),
+            ["ok"],
+            "an over-long line is dropped"
+        );
+    }
 }
