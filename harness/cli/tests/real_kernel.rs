@@ -168,6 +168,43 @@ fn a_compile_error_is_shown_verbatim_with_exit_3() {
         stderr.contains("broken_mod.c:2"),
         "compiler output shown: {stderr}"
     );
+    assert!(
+        stderr.contains(&format!("{}/broken_mod.c:2", src.display())),
+        "the error names the user's file, not the cache's copy: {stderr}"
+    );
+}
+
+#[test]
+fn a_module_directory_with_spaces_and_shell_syntax_in_its_name_builds_and_runs_nothing() {
+    let dir = scratch("hostile-path");
+    let parent = dir.path().join("my src $(touch PWNED)");
+    std::fs::create_dir_all(&parent).unwrap();
+    let src = module_dir(
+        &parent,
+        "plain_mod",
+        "#include <linux/module.h>\nstatic int __init p_init(void) { return 0; }\n\
+         static void __exit p_exit(void) {}\nmodule_init(p_init);\nmodule_exit(p_exit);\n\
+         MODULE_LICENSE(\"GPL\");\n",
+    );
+    let scenario = scenario_file(
+        dir.path(),
+        "p",
+        "name: p\nsteps:\n  - load: plain_mod\n  - unload: plain_mod\n",
+    );
+    let out = run(dir.path(), &[&scenario, &"--modules", &src]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    for place in [
+        dir.path(),
+        parent.as_path(),
+        src.as_path(),
+        common::repo().as_path(),
+    ] {
+        assert!(
+            !place.join("PWNED").exists(),
+            "a shell ran the path in {}",
+            place.display()
+        );
+    }
 }
 
 #[test]

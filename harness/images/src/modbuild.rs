@@ -103,10 +103,20 @@ pub fn build(
         parts.push(fs::read(src.join(file)).map_err(Error::io(src.join(file)))?);
     }
     let digest = hex_digest(&parts.iter().map(Vec::as_slice).collect::<Vec<_>>());
-    let dir_name = src
+    // The entry's name goes onto make's command line (M=): only plain characters.
+    let dir_name: String = src
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "module".into());
+        .unwrap_or_else(|| "module".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let entry = cache_root
         .join("modules")
         .join(release)
@@ -118,23 +128,39 @@ pub fn build(
             fs::create_dir_all(to.parent().expect("joined path")).map_err(Error::io(&to))?;
             fs::copy(src.join(file), &to).map_err(Error::io(&to))?;
         }
+        let mut make = Command::new("make");
+        make.arg("-C")
+            .arg(headers)
+            .arg(format!("M={}", build_dir.display()))
+            // BTF for modules needs pahole and buys nothing here.
+            .arg("CONFIG_DEBUG_INFO_BTF_MODULES=");
+        // Debug info and __FILE__ name the user's files, not this temporary copy, so symbolized
+        // frames point at the source the developer edits. make and the shell would split or
+        // expand a path with spaces or `$(...)`, so such a path is left out: the build still
+        // works, and the compiler's messages are mapped back below.
+        if is_make_safe(src) {
+            make.arg(format!(
+                "KCFLAGS=-ffile-prefix-map={}={}",
+                build_dir.display(),
+                src.display()
+            ));
+        }
+        make.arg("modules");
         run(
-            Command::new("make")
-                .arg("-C")
-                .arg(headers)
-                .arg(format!("M={}", build_dir.display()))
-                // BTF for modules needs pahole and buys nothing here.
-                .arg("CONFIG_DEBUG_INFO_BTF_MODULES=")
-                // Debug info and __FILE__ name the user's files, not this temporary copy, so symbolized
-                // frames point at the source the developer edits.
-                .arg(format!(
-                    "KCFLAGS=-ffile-prefix-map={}={}",
-                    build_dir.display(),
-                    src.display()
-                ))
-                .arg("modules"),
+            &mut make,
             &format!("building {} against {release}", src.display()),
-        )?;
+        )
+        .map_err(|error| match error {
+            // The compiler names the temporary copy: name the user's files instead.
+            Error::Command { what, output } => Error::Command {
+                what,
+                output: output.replace(
+                    &format!("{}/", build_dir.display()),
+                    &format!("{}/", src.display()),
+                ),
+            },
+            other => other,
+        })?;
         for ko in find_kos(&build_dir)? {
             let to = tmp.join(ko.file_name().expect("a file"));
             fs::rename(&ko, &to).map_err(Error::io(&to))?;
@@ -156,6 +182,14 @@ pub fn build(
         )));
     }
     Ok(modules)
+}
+
+/// Whether `path` passes through make's command line and the shell it runs unchanged.
+fn is_make_safe(path: &Path) -> bool {
+    path.to_str().is_some_and(|p| {
+        p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._+-,@".contains(c))
+    })
 }
 
 fn find_kos(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -240,6 +274,13 @@ mod tests {
             ]
         );
         assert_eq!(tree_module(dir.path(), "missing"), None);
+    }
+
+    #[test]
+    fn only_plain_paths_go_onto_makes_command_line() {
+        assert!(is_make_safe(Path::new("/home/me/src/my_driver-2.0")));
+        assert!(!is_make_safe(Path::new("/home/me/src/my driver")));
+        assert!(!is_make_safe(Path::new("/tmp/m$(touch X)")));
     }
 
     #[test]
