@@ -87,11 +87,25 @@ fn a_bad_kernel_spec_is_bad_usage() {
 
 #[test]
 fn a_scenario_name_cannot_reach_outside_scenarios() {
+    // A home whose scenarios/../outside.yaml exists and is valid: only the name check stops it.
+    let home = scratch("escape");
+    for dir in ["scenarios", "guest-modules", "a/b"] {
+        std::fs::create_dir_all(home.path().join(dir)).unwrap();
+    }
+    std::fs::write(
+        home.path().join("outside.yaml"),
+        "name: outside\nsteps:\n  - sleep: 1ms\n",
+    )
+    .unwrap();
     let out = modharness()
-        .args(["validate", "../Cargo"])
+        .args(["validate", "../outside"])
+        .current_dir(home.path().join("a/b"))
+        .env("MODHARNESS_HOME", home.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no scenario of that name"), "{stderr}");
 }
 
 #[test]

@@ -309,7 +309,6 @@ fn a_failed_step_does_not_stop_the_plan() {
 #[test]
 fn parallel_branches_overlap_in_time() {
     let kernel = FakeKernel::slow(Duration::from_millis(150));
-    let started = Instant::now();
     let (ok, _) = run(
         &plan(&format!(
             r#"{{"steps": [{{"parallel": {{"branches": [
@@ -320,14 +319,12 @@ fn parallel_branches_overlap_in_time() {
         )),
         &kernel,
     );
-    let elapsed = started.elapsed();
     assert!(ok);
     let calls = kernel.calls.lock().unwrap();
     assert_eq!(calls.len(), 3);
     let last_start = calls.iter().map(|call| call.began).max().unwrap();
     let first_end = calls.iter().map(|call| call.ended).min().unwrap();
     assert!(last_start < first_end, "every call was in flight at once");
-    assert!(elapsed < Duration::from_millis(400), "took {elapsed:?}");
 }
 
 #[test]
