@@ -193,17 +193,6 @@ fn scenario_files(args: &[String], home: &Path) -> Result<Vec<PathBuf>, Failure>
         .collect()
 }
 
-fn default_out_dir() -> Result<PathBuf, Failure> {
-    let base = PathBuf::from("modharness-out");
-    let stamp = chrono_like_stamp();
-    let dir = base.join(&stamp);
-    std::fs::create_dir_all(&dir).map_err(|e| Failure::infra(format!("{}: {e}", dir.display())))?;
-    let latest = base.join("latest");
-    let _ = std::fs::remove_file(&latest);
-    let _ = std::os::unix::fs::symlink(&stamp, &latest);
-    Ok(dir)
-}
-
 /// `YYYYmmdd-HHMMSS` in UTC, plus the pid so two runs in one second differ.
 fn chrono_like_stamp() -> String {
     let now = report::rfc3339_utc(std::time::SystemTime::now());
@@ -228,19 +217,17 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
     for spec in &kernels {
         kernel::KernelSpec::parse(spec)?;
     }
-    let out_dir = match args.out {
-        Some(dir) => {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Failure::usage(format!("--out {}: {e}", dir.display())))?;
-            dir
-        }
-        None => default_out_dir()?,
-    };
+    // Created by the engine once every input checked out: bad input writes nothing.
+    let link_latest = args.out.is_none();
+    let out_dir = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("modharness-out").join(chrono_like_stamp()));
     let opts = RunOptions {
         scenarios,
         kernels,
         module_dirs: args.module_dirs,
         out_dir: out_dir.clone(),
+        link_latest,
         accel: match args.accel {
             AccelArg::Auto => AccelChoice::Auto,
             AccelArg::Kvm => AccelChoice::Kvm,

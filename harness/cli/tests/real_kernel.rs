@@ -396,3 +396,28 @@ fn the_installer_probe_binds_the_typical_pcs_drivers_and_the_usb_ones_behind_xhc
     assert_eq!(probe["rounds"].as_array().unwrap().len(), 2, "{probe}");
     assert_eq!(probe["failed"], 0, "every matched driver loads: {probe}");
 }
+
+#[test]
+fn an_unknown_module_or_a_bad_modules_dir_exits_2_and_writes_nothing() {
+    let dir = scratch("nothing-written");
+    let scenario = scenario_file(
+        dir.path(),
+        "u",
+        "name: u\nsteps:\n  - load: no_such_module_anywhere\n",
+    );
+    let out = run(dir.path(), &[&scenario]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("u.yaml:3:"),
+        "names the line: {}",
+        describe(&out)
+    );
+    assert!(!dir.path().join("out").exists(), "nothing written");
+
+    let empty = dir.path().join("no-kbuild");
+    std::fs::create_dir_all(&empty).unwrap();
+    let smoke = scenario_file(dir.path(), "s", "name: s\nsteps:\n  - load: mh_trivial\n");
+    let out = run(dir.path(), &[&smoke, &"--modules", &empty]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(!dir.path().join("out").exists(), "nothing written");
+}

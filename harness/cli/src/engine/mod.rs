@@ -39,8 +39,11 @@ pub struct RunOptions {
     pub kernels: Vec<String>,
     /// Users' module source directories.
     pub module_dirs: Vec<PathBuf>,
-    /// Where report.json, junit.xml and logs/ go.
+    /// Where report.json, junit.xml and logs/ go; created once every input has been checked,
+    /// so that bad input leaves nothing behind.
     pub out_dir: PathBuf,
+    /// Point `latest` beside `out_dir` at it once it is created (the default output place).
+    pub link_latest: bool,
     /// How to choose the accelerator.
     pub accel: AccelChoice,
     /// Scenarios run at once (each in its own VM).
@@ -145,18 +148,8 @@ pub async fn run(
             spec: kernel.spec.clone(),
             release: kernel.release.clone(),
         });
-        kernels.push(kernel);
-    }
-
-    let qemu_version = vm::qemu_version(&opts.qemu).await;
-    let mut out = report::Report::new(
-        started,
-        report::Host {
-            qemu: qemu_version.clone(),
-            accel: String::new(),
-        },
-    );
-    for kernel in &kernels {
+        // Modules built (or taken from the cache) for this kernel: a missing header tree is bad
+        // usage, found before anything is written.
         let names: BTreeSet<String> = scenarios
             .iter()
             .flat_map(|(s, _)| s.module_names())
@@ -168,6 +161,19 @@ pub async fn run(
                 .await
                 .map_err(Failure::infra)??
         };
+        kernels.push((kernel, resolved));
+    }
+    create_out_dir(opts)?;
+
+    let qemu_version = vm::qemu_version(&opts.qemu).await;
+    let mut out = report::Report::new(
+        started,
+        report::Host {
+            qemu: qemu_version.clone(),
+            accel: String::new(),
+        },
+    );
+    for (kernel, resolved) in &kernels {
         let Some((first, _)) = scenarios.first() else {
             break;
         };
@@ -191,8 +197,7 @@ pub async fn run(
             why: selector.why(),
         });
         // Scenarios run `jobs` at a time; results keep the scenarios' order.
-        let (resolved, selector, agent, busybox) =
-            (&resolved, &selector, agent.as_path(), busybox.as_path());
+        let (selector, agent, busybox) = (&selector, agent.as_path(), busybox.as_path());
         let runs = scenarios.iter().map(|(parsed, _)| {
             let mut cancel = cancel.clone();
             let progress = progress.clone();
@@ -244,6 +249,20 @@ pub async fn run(
     }
     out.duration_s = clock.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// Create the output directory (and the `latest` link beside it, when asked).
+fn create_out_dir(opts: &RunOptions) -> Result<()> {
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(|e| Failure::usage(format!("--out {}: {e}", opts.out_dir.display())))?;
+    if opts.link_latest {
+        if let (Some(parent), Some(name)) = (opts.out_dir.parent(), opts.out_dir.file_name()) {
+            let latest = parent.join("latest");
+            let _ = std::fs::remove_file(&latest);
+            let _ = std::os::unix::fs::symlink(name, &latest);
+        }
+    }
+    Ok(())
 }
 
 /// A file-name-safe form of a kernel release (a local image may say anything).
