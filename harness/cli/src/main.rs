@@ -280,14 +280,21 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
             .iter()
             .flat_map(|r| r.scenarios.iter().map(|s| s.status))
             .collect();
-        Ok(if statuses.contains(&report::Status::Error) {
-            EXIT_INFRA as u8
-        } else if statuses.contains(&report::Status::Failed) {
-            1
-        } else {
-            0
-        })
+        Ok(exit_code(&statuses))
     })
+}
+
+/// The exit code of a run: a failed scenario (1) is news about the modules under test and wins
+/// over an infrastructure error (3) elsewhere, which a CI job might retry and so hide it; an
+/// interrupted run's scenarios are errors, so it exits 3.
+fn exit_code(statuses: &[report::Status]) -> u8 {
+    if statuses.contains(&report::Status::Failed) {
+        1
+    } else if statuses.contains(&report::Status::Error) {
+        EXIT_INFRA as u8
+    } else {
+        0
+    }
 }
 
 fn print_progress(event: &Progress) {
@@ -483,4 +490,18 @@ fn images(command: ImagesCommand) -> Result<u8, Failure> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use report::Status::{Error, Failed, Passed};
+
+    #[test]
+    fn a_failed_scenario_is_not_masked_by_an_infrastructure_error_elsewhere() {
+        assert_eq!(exit_code(&[Passed, Error, Failed]), 1);
+        assert_eq!(exit_code(&[Passed, Error]), 3);
+        assert_eq!(exit_code(&[Passed, Passed]), 0);
+        assert_eq!(exit_code(&[]), 0);
+    }
 }
