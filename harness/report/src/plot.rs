@@ -103,13 +103,7 @@ fn line_chart(title: &str, cycles: &[u32], lines: &[(&str, &[u64])]) -> String {
          fill=\"none\" stroke=\"#ccc\"/>",
         title = escape(title),
     );
-    let label = |svg: &mut String, at_x: f64, at_y: f64, anchor: &str, text: &str| {
-        let _ = write!(
-            svg,
-            "<text x=\"{at_x:.1}\" y=\"{at_y:.1}\" font-size=\"10\" text-anchor=\"{anchor}\">{}</text>",
-            escape(text)
-        );
-    };
+    let label = svg_text;
     label(
         &mut svg,
         LEFT - 4.0,
@@ -220,13 +214,7 @@ pub(crate) fn bar_chart(
          <text x=\"4\" y=\"14\" font-size=\"12\">{title}</text>",
         title = escape(title),
     );
-    let text = |svg: &mut String, at_x: f64, at_y: f64, anchor: &str, words: &str| {
-        let _ = write!(
-            svg,
-            "<text x=\"{at_x:.1}\" y=\"{at_y:.1}\" font-size=\"10\" text-anchor=\"{anchor}\">{}</text>",
-            escape(words)
-        );
-    };
+    let text = svg_text;
     for (row, (label, values)) in rows.iter().enumerate() {
         let top = TOP + group_height * row as f64;
         let middle = top + BAR * per_group as f64 / 2.0 + 3.5;
@@ -276,6 +264,15 @@ pub(crate) fn bar_chart(
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// A small `<text>` at (`x`, `y`), anchored `anchor` (`start`, `middle`, `end`), escaped.
+fn svg_text(svg: &mut String, x: f64, y: f64, anchor: &str, words: &str) {
+    let _ = write!(
+        svg,
+        "<text x=\"{x:.1}\" y=\"{y:.1}\" font-size=\"10\" text-anchor=\"{anchor}\">{}</text>",
+        escape(words)
+    );
 }
 
 #[cfg(test)]
