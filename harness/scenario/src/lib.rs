@@ -16,6 +16,7 @@ use serde::Deserialize;
 mod devices;
 mod locate;
 mod probe_args;
+mod step_args;
 mod yaml;
 
 pub use devices::{DEVICES, INSTALLER, INSTALLER_DEVICES};
