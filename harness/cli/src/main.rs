@@ -309,10 +309,12 @@ fn print_progress(event: &Progress) {
         Progress::Probe {
             scenario,
             round,
+            shard,
             done,
             total,
             per_s,
         } => {
+            let share = shard.map_or(String::new(), |(i, n)| format!(" (shard {i}/{n})"));
             let eta = if *per_s > 0.0 {
                 let left = total.saturating_sub(*done) as f64 / per_s;
                 format!(
@@ -323,7 +325,9 @@ fn print_progress(event: &Progress) {
             } else {
                 String::new()
             };
-            eprintln!("  {scenario}: round {round}: {done}/{total} modules, {per_s:.1}/s{eta}")
+            eprintln!(
+                "  {scenario}: round {round}{share}: {done}/{total} modules, {per_s:.1}/s{eta}"
+            )
         }
         Progress::ScenarioStarted { kernel, scenario } => {
             eprintln!("[{kernel}] {scenario}: booting")

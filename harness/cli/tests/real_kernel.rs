@@ -374,7 +374,9 @@ fn a_bounded_mass_probe_loads_the_kernels_own_modules_measures_them_and_blames_w
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("probe-ci: round 1: ") && stderr.contains(" modules, "),
+        stderr.contains("probe-ci: round 1 (shard 1/40): ")
+            && stderr.contains("probe-ci: round 1 (shard 21/40): ")
+            && stderr.contains(" modules, "),
         "progress on the terminal: {stderr}"
     );
 }

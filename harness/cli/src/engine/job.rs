@@ -322,8 +322,13 @@ impl ScenarioJob<'_> {
             .vm
             .timeout
             .saturating_sub(attempts.started.elapsed());
+        let shard = self.scenario.steps.iter().find_map(|s| match s {
+            Step::MassProbe { shard, .. } => *shard,
+            _ => None,
+        });
         let watch = Watch {
             scenario: &self.scenario.name,
+            shard,
             timeout: left.max(MIN_VM_TIME.min(self.scenario.vm.timeout)),
             ready_within: (accel == Accel::Kvm).then(|| self.accel.kvm_boot_limit()),
             progress,

@@ -78,6 +78,8 @@ pub enum Progress {
         scenario: String,
         /// 1-based.
         round: u32,
+        /// The share `(I, N)` of the modules this VM probes, when the probe is split.
+        shard: Option<(u32, u32)>,
         done: usize,
         total: usize,
         per_s: f64,

@@ -210,6 +210,8 @@ impl Observed {
 /// How to follow one VM.
 pub(crate) struct Watch<'a> {
     pub scenario: &'a str,
+    /// The share of a mass probe this VM runs, `(I, N)`, for the progress line.
+    pub shard: Option<(u32, u32)>,
     /// The whole run's limit: past it, a guest that has not finished is a hang.
     pub timeout: Duration,
     /// The agent must be up within this, or the boot is given up (a KVM guest that stalls).
@@ -390,6 +392,7 @@ impl Watch<'_> {
         let _ = self.progress.send(Progress::Probe {
             scenario: self.scenario.to_string(),
             round: round + 1,
+            shard: self.shard,
             done,
             total,
             per_s,
