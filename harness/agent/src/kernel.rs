@@ -22,7 +22,35 @@ pub trait Kernel: Sync {
     fn vmallocinfo(&self) -> io::Result<String>;
     /// The text of `/proc/modules`.
     fn modules(&self) -> io::Result<String>;
+    /// Send `command` (`scan`, `clear`) to kmemleak.
+    fn kmemleak(&self, command: &str) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("no kmemleak for {command}"),
+        ))
+    }
+    /// Have kmemleak print each unreferenced object on the console as a scan finds it.
+    fn kmemleak_verbose(&self, on: bool) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("no kmemleak verbose={on}"),
+        ))
+    }
+    /// Shrink every slab cache, which also empties KASAN's quarantine of freed objects.
+    fn shrink_slab_caches(&self) -> io::Result<()> {
+        Ok(())
+    }
+    /// The start address of each section of the loaded module `name`.
+    fn module_sections(&self, name: &str) -> io::Result<BTreeMap<String, u64>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("no sections for {name}"),
+        ))
+    }
 }
+
+const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
+const KMEMLEAK_VERBOSE: &str = "/sys/module/kmemleak/parameters/verbose";
 
 /// The running Linux kernel, through `finit_module`, `delete_module` and `/proc`.
 pub struct LinuxKernel;
@@ -74,6 +102,39 @@ impl Kernel for LinuxKernel {
 
     fn modules(&self) -> io::Result<String> {
         std::fs::read_to_string("/proc/modules")
+    }
+
+    fn kmemleak(&self, command: &str) -> io::Result<()> {
+        std::fs::write(KMEMLEAK, command)
+    }
+
+    fn kmemleak_verbose(&self, on: bool) -> io::Result<()> {
+        std::fs::write(KMEMLEAK_VERBOSE, if on { "1" } else { "0" })
+    }
+
+    fn shrink_slab_caches(&self) -> io::Result<()> {
+        for entry in std::fs::read_dir("/sys/kernel/slab")? {
+            let path = entry?.path().join("shrink");
+            // Aliases are symlinks to the same cache; a cache may be gone already.
+            let _ = std::fs::write(path, "1");
+        }
+        Ok(())
+    }
+
+    fn module_sections(&self, name: &str) -> io::Result<BTreeMap<String, u64>> {
+        let mut sections = BTreeMap::new();
+        for entry in std::fs::read_dir(format!("/sys/module/{name}/sections"))? {
+            let entry = entry?;
+            let text = std::fs::read_to_string(entry.path())?;
+            if let Some(address) = text
+                .trim()
+                .strip_prefix("0x")
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+            {
+                sections.insert(entry.file_name().to_string_lossy().into_owned(), address);
+            }
+        }
+        Ok(sections)
     }
 }
 

@@ -5,6 +5,7 @@
 //! run against a fake on the host.
 
 pub mod channel;
+pub mod debug_checks;
 pub mod init;
 pub mod irq;
 pub mod kernel;

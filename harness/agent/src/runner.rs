@@ -12,6 +12,7 @@ use modharness_memory::{parse_meminfo, parse_modules, parse_slabinfo, parse_vmal
 use modharness_protocol::{Event, Label, Plan, Step};
 
 use crate::channel::Channel;
+use crate::debug_checks;
 use crate::exit_code;
 use crate::irq;
 use crate::kernel::{kernel_module_name, kernel_release, module_params, uptime_s, Kernel};
@@ -33,7 +34,13 @@ pub fn run_plan(plan: &Plan, kernel: &dyn Kernel, channel: &Channel) -> io::Resu
     runner.emit(&Event::Ready {
         uptime_s: uptime_s(),
     });
+    if plan.debug.kmemleak {
+        debug_checks::forget_earlier_leaks(kernel);
+    }
     let ok = runner.run_top_level();
+    if plan.debug.kmemleak {
+        runner.emit(&debug_checks::scan_for_leaks(kernel));
+    }
     channel.send(&Event::Done { ok })?;
     Ok(ok)
 }
@@ -323,12 +330,23 @@ impl Runner<'_> {
                 Err(err) if err.raw_os_error() != Some(libc::EEXIST) => {
                     return Outcome::failure(format!("finit_module({dependency}): {err}"));
                 }
-                _ => {}
+                Err(_) => {}
+                Ok(()) => self.tell_layout(dependency),
             }
         }
         match self.kernel.load(Path::new(own_path), params) {
-            Ok(()) => Outcome::success(),
+            Ok(()) => {
+                self.tell_layout(own_path);
+                Outcome::success()
+            }
             Err(err) => Outcome::failure(format!("finit_module({own_path}): {err}")),
+        }
+    }
+
+    /// Tell the host where a module just loaded lies in memory.
+    fn tell_layout(&self, path: &str) {
+        if let Some(event) = debug_checks::layout(self.kernel, path) {
+            self.emit(&event);
         }
     }
 
@@ -346,6 +364,11 @@ impl Runner<'_> {
         let optional = |text: io::Result<String>, parse: fn(&str) -> BTreeMap<String, u64>| {
             text.map(|text| parse(&text)).unwrap_or_default()
         };
+        if self.plan.debug.kasan {
+            if let Err(err) = self.kernel.shrink_slab_caches() {
+                eprintln!("modharness-agent: slab caches not shrunk: {err}");
+            }
+        }
         match self.kernel.meminfo() {
             Ok(text) => self.emit(&Event::Memory {
                 cycle,

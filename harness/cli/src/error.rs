@@ -44,7 +44,9 @@ impl fmt::Display for Failure {
 impl From<modharness_images::Error> for Failure {
     fn from(e: modharness_images::Error) -> Failure {
         match e {
-            modharness_images::Error::BadSpec { .. } => Failure::usage(e),
+            modharness_images::Error::BadSpec { .. } | modharness_images::Error::BadInput(_) => {
+                Failure::usage(e)
+            }
             _ => Failure::infra(e),
         }
     }

@@ -4,6 +4,7 @@
 //! One engine emits a stream of [`engine::Progress`] events; the terminal output and the tests
 //! consume the same stream.
 
+pub mod build_view;
 pub mod catalog;
 pub mod engine;
 pub mod error;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use modharness::engine::{self, AccelChoice, Progress, RunOptions};
 use modharness::error::{Failure, EXIT_INFRA};
-use modharness::{catalog, home};
+use modharness::{build_view, catalog, home};
 use modharness_images::{cache, kernel};
 use modharness_report as report;
 
@@ -108,7 +108,20 @@ enum ImagesCommand {
         #[arg(long)]
         debug_symbols: bool,
     },
-    /// List the cached kernels.
+    /// Build a kernel from a recipe of images/ (debug: KASAN, kmemleak, lockdep, ODEBUG) and
+    /// Debian's linux-source of a release; it becomes the kernel spec RECIPE:latest or
+    /// RECIPE:RELEASE. Tens of minutes; an interrupted build resumes.
+    #[command(
+        after_help = "Examples:\n  modharness images build debug                      # debug:latest\n  modharness images build debug --from debian:6.1.0-54-amd64\n  modharness images build debug-mini                 # the small recipe CI builds"
+    )]
+    Build {
+        /// The recipe: images/RECIPE.config.
+        recipe: String,
+        /// Whose source to build: a debian: spec (default debian:latest).
+        #[arg(long, value_name = "SPEC", default_value = kernel::DEFAULT_SPEC)]
+        from: String,
+    },
+    /// List the cached kernels, and the recipes images build knows.
     List,
 }
 
@@ -117,7 +130,8 @@ struct RunArgs {
     /// Scenario files or names from scenarios/; none runs the default suite (all of them).
     scenarios: Vec<String>,
     /// Kernel spec: debian:latest (default), debian:latest-FLAVOUR, debian:RELEASE,
-    /// path:VMLINUZ[,headers=DIR][,modules=DIR]. Repeat for several kernels.
+    /// debug:latest, debug:RELEASE (built first when missing: see `images build`),
+    /// path:VMLINUZ[,headers=DIR][,modules=DIR], tree:DIR. Repeat for several kernels.
     #[arg(long = "kernel", value_name = "SPEC")]
     kernels: Vec<String>,
     /// A module source directory (Kbuild or Makefile with obj-m); its modules become loadable
@@ -299,6 +313,11 @@ fn exit_code(statuses: &[report::Status]) -> u8 {
 
 fn print_progress(event: &Progress) {
     match event {
+        Progress::KernelBuild {
+            spec,
+            stage,
+            elapsed,
+        } => build_view::show(spec, stage, *elapsed),
         Progress::Kernel { spec, release } => eprintln!("kernel {spec}: {release}"),
         Progress::Accel { kernel, accel, why } => {
             eprintln!("[{kernel}] accelerator: {accel} ({why})")
@@ -475,25 +494,64 @@ fn merge_reports(out: &Path, inputs: &[PathBuf]) -> Result<u8, Failure> {
 
 fn images(command: ImagesCommand) -> Result<u8, Failure> {
     let root = cache::default_root();
+    let recipes = home::project_home().join("images");
     match command {
         ImagesCommand::Fetch {
             spec,
             debug_symbols,
         } => {
-            let k = kernel::acquire(&spec, &root)?;
+            let k = acquire_shown(&spec, &root, &recipes)?;
             println!("{} {} {}", k.spec, k.release, k.boot_image.display());
             if debug_symbols {
                 let vmlinux = kernel::fetch_debug_vmlinux(&k, &root)?;
                 println!("debug symbols: {}", vmlinux.display());
             }
         }
+        ImagesCommand::Build { recipe, from } => {
+            let spec = recipe_spec(&recipe, &from, &root)?;
+            let k = acquire_shown(&spec, &root, &recipes)?;
+            println!("{} {} {}", k.spec, k.release, k.boot_image.display());
+        }
         ImagesCommand::List => {
             for k in kernel::cached(&root) {
                 println!("{:<32} {}", k.release, k.spec);
             }
+            let names = modharness_images::recipe::names(&recipes);
+            println!("recipes ({}): {}", recipes.display(), names.join(", "));
         }
     }
     Ok(0)
+}
+
+/// Acquire a kernel, showing a recipe build's progress on the terminal.
+fn acquire_shown(spec: &str, root: &Path, recipes: &Path) -> Result<kernel::Kernel, Failure> {
+    let observe = |stage: &_, elapsed| build_view::show(spec, stage, elapsed);
+    let sources = kernel::Sources {
+        cache_root: root,
+        recipes,
+        observe: &observe,
+    };
+    Ok(kernel::acquire(spec, &sources)?)
+}
+
+/// The kernel spec `images build RECIPE --from SPEC` makes: `RECIPE:RELEASE`.
+fn recipe_spec(recipe: &str, from: &str, root: &Path) -> Result<String, Failure> {
+    let release = match kernel::KernelSpec::parse(from)? {
+        kernel::KernelSpec::Debian { release } => release,
+        kernel::KernelSpec::DebianLatest { flavour } => {
+            kernel::latest_debian_release(&flavour, root)?
+        }
+        _ => return Err(Failure::usage(format!(
+            "--from {from}: a recipe builds Debian's linux-source, so --from takes a debian: spec"
+        ))),
+    };
+    let spec = format!("{recipe}:{release}");
+    match kernel::KernelSpec::parse(&spec) {
+        Ok(kernel::KernelSpec::Recipe { .. }) => Ok(spec),
+        _ => Err(Failure::usage(format!(
+            "`{recipe}`: a recipe's name is debug or debug-NAME (a-z, 0-9, -), for images/RECIPE.config"
+        ))),
+    }
 }
 
 #[cfg(test)]

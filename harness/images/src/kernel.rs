@@ -2,9 +2,11 @@
 //!
 //! `debian:RELEASE`, `debian:latest` and `debian:latest-FLAVOUR` come from Debian's packages:
 //! `apt-get download` of the unsigned image, the headers and what the headers depend on (their
-//! `-common` package and `linux-kbuild-*`), unpacked with `dpkg-deb -x`. `path:VMLINUZ[,…]` is a
-//! kernel the user built. Either way the result is a [`Kernel`]: something QEMU can boot, and
-//! optionally headers to build modules against and a modules tree to take modules from.
+//! `-common` package and `linux-kbuild-*`), unpacked with `dpkg-deb -x`. `debug:latest`,
+//! `debug:RELEASE` (and `debug-NAME:…` for other recipes) are built here from Debian's
+//! linux-source and a recipe of `images/` ([`crate::kbuild`]). `path:VMLINUZ[,…]` and `tree:DIR`
+//! are kernels the user built. Either way the result is a [`Kernel`]: something QEMU can boot,
+//! and optionally headers to build modules against and a modules tree to take modules from.
 
 use std::fs;
 use std::io::Read;
@@ -32,6 +34,25 @@ pub enum KernelSpec {
         headers: Option<PathBuf>,
         modules: Option<PathBuf>,
     },
+    /// A kernel built from recipe `recipe` (`images/RECIPE.config`) and the linux-source of a
+    /// Debian release (`None`: the newest amd64 one).
+    Recipe {
+        recipe: String,
+        release: Option<String>,
+    },
+    /// A kernel tree the user built, in place or with `O=`: its vmlinux (or bzImage), its
+    /// modules, and the tree itself as headers.
+    Tree { dir: PathBuf },
+}
+
+/// Where kernels come from besides apt: the cache, the recipes, and who hears about builds.
+pub struct Sources<'a> {
+    /// The cache root ([`cache::default_root`]).
+    pub cache_root: &'a Path,
+    /// The project's `images/` directory, holding the recipes.
+    pub recipes: &'a Path,
+    /// Told how a recipe build is going (builds take tens of minutes).
+    pub observe: crate::kbuild::Observer<'a>,
 }
 
 impl KernelSpec {
@@ -87,7 +108,36 @@ impl KernelSpec {
                 modules,
             });
         }
-        Err(bad("expected debian:… or path:…"))
+        if let Some(rest) = spec.strip_prefix("tree:") {
+            if rest.is_empty() {
+                return Err(bad("tree: needs the directory of a built kernel tree"));
+            }
+            return Ok(KernelSpec::Tree {
+                dir: PathBuf::from(rest),
+            });
+        }
+        if let Some((recipe, from)) = spec.split_once(':') {
+            if recipe == "debug" || recipe.starts_with("debug-") {
+                if !crate::recipe::is_valid_name(recipe) {
+                    return Err(bad("a recipe name holds only a-z, 0-9 and -"));
+                }
+                let release = match from {
+                    "latest" => None,
+                    release if parse_release(release).is_some() => Some(release.to_string()),
+                    _ => {
+                        return Err(bad(
+                            "expected debug:latest or debug:RELEASE (a Debian release, e.g. \
+                             debug:6.12.117+deb12-amd64)",
+                        ))
+                    }
+                };
+                return Ok(KernelSpec::Recipe {
+                    recipe: recipe.to_string(),
+                    release,
+                });
+            }
+        }
+        Err(bad("expected debian:…, debug:…, path:… or tree:…"))
     }
 }
 
@@ -185,12 +235,32 @@ pub struct Kernel {
     pub headers: Option<PathBuf>,
     /// The kernel's modules, `…/lib/modules/RELEASE` (with `modules.dep`).
     pub modules_dir: Option<PathBuf>,
+    /// The kernel's `.config`, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
+}
+
+impl Kernel {
+    /// Whether the kernel's configuration sets `option` (e.g. `CONFIG_KASAN`) to `y`; `false`
+    /// when the configuration is unknown.
+    pub fn has_config(&self, option: &str) -> bool {
+        let Some(text) = self
+            .config
+            .as_ref()
+            .and_then(|c| fs::read_to_string(c).ok())
+        else {
+            return false;
+        };
+        let wanted = format!("{option}=y");
+        text.lines().any(|line| line == wanted)
+    }
 }
 
 const MANIFEST: &str = "kernel.json";
 
-/// Get the kernel for `spec`, fetching it into the cache under `cache_root` when needed.
-pub fn acquire(spec_text: &str, cache_root: &Path) -> Result<Kernel> {
+/// Get the kernel for `spec`, fetching or building it into the cache when needed.
+pub fn acquire(spec_text: &str, sources: &Sources) -> Result<Kernel> {
+    let cache_root = sources.cache_root;
     match KernelSpec::parse(spec_text)? {
         KernelSpec::DebianLatest { flavour } => {
             let release = latest_debian_release(&flavour, cache_root)?;
@@ -202,6 +272,16 @@ pub fn acquire(spec_text: &str, cache_root: &Path) -> Result<Kernel> {
             headers,
             modules,
         } => local_kernel(spec_text, &image, headers, modules, cache_root),
+        KernelSpec::Recipe { recipe, release } => {
+            let recipe = crate::recipe::load(sources.recipes, &recipe)?;
+            let release = match release {
+                Some(release) => release,
+                None => latest_debian_release("amd64", cache_root)?,
+            };
+            let source = crate::kbuild::source_for_release(&release)?;
+            crate::kbuild::acquire(spec_text, &recipe, &source, cache_root, sources.observe)
+        }
+        KernelSpec::Tree { dir } => crate::tree::kernel(spec_text, &dir, cache_root),
     }
 }
 
@@ -287,6 +367,7 @@ fn debian_kernel(release: &str, dir: &Path) -> Kernel {
         },
         headers: Some(root.join(format!("usr/src/linux-headers-{release}"))),
         modules_dir: Some(root.join(format!("lib/modules/{release}"))),
+        config: Some(root.join(format!("boot/config-{release}"))),
     }
 }
 
@@ -334,6 +415,7 @@ fn unpack_debian(release: &str, tmp: &Path) -> Result<()> {
         boot_image: PathBuf::new(),
         headers: None,
         modules_dir: None,
+        config: None,
         ..kernel
     };
     let path = tmp.join(MANIFEST);
@@ -500,6 +582,10 @@ fn local_kernel(
             image.to_path_buf()
         },
         modules_dir: modules.map(|m| m.join("lib/modules").join(&release)),
+        config: headers
+            .as_ref()
+            .map(|h| h.join(".config"))
+            .filter(|c| c.is_file()),
         release,
         headers,
     })
@@ -575,12 +661,35 @@ mod tests {
                 modules: None
             }
         );
+        assert_eq!(
+            KernelSpec::parse("debug:latest").unwrap(),
+            KernelSpec::Recipe {
+                recipe: "debug".into(),
+                release: None
+            }
+        );
+        assert_eq!(
+            KernelSpec::parse("debug-mini:6.12.117+deb12-amd64").unwrap(),
+            KernelSpec::Recipe {
+                recipe: "debug-mini".into(),
+                release: Some("6.12.117+deb12-amd64".into())
+            }
+        );
+        assert_eq!(
+            KernelSpec::parse("tree:/src/linux").unwrap(),
+            KernelSpec::Tree {
+                dir: "/src/linux".into()
+            }
+        );
         for bad in [
             "ubuntu:22.04",
             "debian:6.1",
             "debian:latest-a/b",
             "path:",
             "path:x,y=z",
+            "tree:",
+            "debug:6.12",
+            "debug-Big:latest",
         ] {
             let err = KernelSpec::parse(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");

@@ -8,17 +8,20 @@
 
 pub mod cache;
 pub mod initramfs;
+pub mod kbuild;
 pub mod kernel;
 pub mod modbuild;
 pub mod modpack;
 #[cfg(test)]
 mod newc;
 mod parallel;
+pub mod recipe;
+pub mod tree;
 
 use std::path::PathBuf;
 
 /// What can go wrong while preparing images. Every variant is an infrastructure error except
-/// [`Error::BadSpec`], which is bad input.
+/// [`Error::BadSpec`] and [`Error::BadInput`], which are bad input.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A kernel spec that cannot be understood.
@@ -27,6 +30,10 @@ pub enum Error {
     /// A host command failed; `output` is what it printed, verbatim.
     #[error("{what} failed:\n{output}")]
     Command { what: String, output: String },
+    /// Input the user wrote that cannot be used (a recipe's bad line), said as
+    /// `path:line: what is wrong`.
+    #[error("{0}")]
+    BadInput(String),
     /// A file operation failed.
     #[error("{path}: {source}")]
     Io {

@@ -27,9 +27,26 @@ pub struct Plan {
     /// end (see [`Event::Memory`]).
     #[serde(default)]
     pub sample_memory: bool,
+    /// The kernel's debug checks the agent drives (the host reads them off the kernel's config).
+    #[serde(default)]
+    pub debug: DebugChecks,
     /// Where a `mass_probe` step starts again after the VM that ran it crashed or wedged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<ProbeResume>,
+}
+
+/// Debug facilities of the guest kernel that change what the agent does.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DebugChecks {
+    /// The kernel has kmemleak: forget what was unreferenced before the first step, and after
+    /// the last one scan, wait for the objects to age, and scan again with the reports printed
+    /// on the console.
+    #[serde(default)]
+    pub kmemleak: bool,
+    /// The kernel has KASAN, which holds freed objects in a quarantine: shrink every slab cache
+    /// before each memory sample, so that memory a module returned counts as returned.
+    #[serde(default)]
+    pub kasan: bool,
 }
 
 /// A point in a mass probe to go on from in a fresh VM.
@@ -246,6 +263,16 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         unreturned_bytes: Option<i64>,
     },
+    /// Where a module the agent loaded lies in memory (`/sys/module/NAME/sections`, the size
+    /// from `/proc/modules`), so that a later report's bare address, once the module is gone,
+    /// can still be blamed on it.
+    ModuleLayout {
+        module: String,
+        size: u64,
+        sections: BTreeMap<String, u64>,
+    },
+    /// kmemleak's scans are done: reports, if any, are on the console.
+    KmemleakScanned { scans: u32, seconds: f64 },
     /// The plan is finished.
     Done { ok: bool },
 }

@@ -45,6 +45,7 @@
 
 mod console;
 mod frames;
+mod layout;
 mod report;
 mod starts;
 mod symbolize;
@@ -54,6 +55,7 @@ use std::collections::{HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use console::{Caller, Line, LineSplitter};
+pub use layout::{bare_addresses, blame_bare_addresses, LoadHistory, LoadedModule, Located};
 use report::{Report, State, Step};
 use starts::{Ending, Role};
 pub use symbolize::Symbolizer;
@@ -189,6 +191,10 @@ pub struct Finding {
     /// filled by [`Symbolizer::symbolize`].
     #[serde(default)]
     pub frames: Vec<Frame>,
+    /// Bare module-area addresses of the report placed in the modules that lay there
+    /// ([`blame_bare_addresses`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub located: Vec<Located>,
 }
 
 /// One frame of a finding's stack, as printed (`func+0xOFFSET/0xSIZE [module]`).

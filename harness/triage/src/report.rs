@@ -668,6 +668,7 @@ impl Report {
             guilty_frame: guilty.map(func),
             report: self.lines.join("\n"),
             frames,
+            located: Vec::new(),
         }
     }
 }

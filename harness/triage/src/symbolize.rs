@@ -147,6 +147,22 @@ impl Symbolizer {
         }
     }
 
+    /// Name the function at each of the finding's located bare addresses, from the module's
+    /// symbol table (section and offset), and title a kmemleak report by the first of them:
+    /// the allocating caller, which `rmmod` left nameless.
+    pub fn name_located(&self, finding: &mut Finding) {
+        for located in &mut finding.located {
+            let Some(object) = self.modules.get(&module_key(&located.module)) else {
+                continue;
+            };
+            let Ok(table) = object.symbols() else {
+                continue;
+            };
+            located.function = table.function_at(&located.section, located.offset);
+        }
+        crate::layout::retitle_leak(finding);
+    }
+
     /// Why frames stayed unresolved so far (objects that could not be read, symbols missing,
     /// `addr2line` failing), each reason once, in the order they arose.
     pub fn problems(&self) -> Vec<String> {
@@ -218,6 +234,20 @@ impl SymbolTable {
             .iter()
             .filter(|symbol| symbol.size == 0 || offset < symbol.size.max(printed_size))
             .min_by_key(|symbol| symbol.size.abs_diff(printed_size))
+    }
+}
+
+impl SymbolTable {
+    /// The name of the sized symbol of `section` that holds `offset` (a relocatable object's
+    /// values are section offsets).
+    fn function_at(&self, section: &str, offset: u64) -> Option<String> {
+        self.by_name
+            .iter()
+            .flat_map(|(name, symbols)| symbols.iter().map(move |s| (name, s)))
+            .find(|(_, s)| {
+                s.section == section && s.size > 0 && (s.value..s.value + s.size).contains(&offset)
+            })
+            .map(|(name, _)| name.clone())
     }
 }
 

@@ -301,7 +301,7 @@ impl ScenarioJob<'_> {
     ) -> Result<Observed> {
         let log_path = attempts.log_path;
         let work = WorkDir::new()?;
-        let mut plan = plan::plan(self.scenario, self.resolved);
+        let mut plan = plan::plan(self.scenario, self.resolved, self.kernel);
         plan.resume = resume;
         let files = plan::plan_files(&plan, self.resolved);
         let initrd = plan::write_initrd(&work, &plan, &files, self.agent, self.busybox)?;

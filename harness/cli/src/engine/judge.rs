@@ -48,6 +48,7 @@ pub(crate) fn symbolize(
     }
     for finding in findings {
         symbolizer.symbolize(finding);
+        symbolizer.name_located(finding);
     }
 }
 

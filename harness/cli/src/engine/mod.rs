@@ -63,6 +63,12 @@ pub struct RunOptions {
 /// What the engine tells its audience while it works.
 #[derive(Clone, Debug)]
 pub enum Progress {
+    /// A kernel is being built from a recipe (minutes); `elapsed` since the build began.
+    KernelBuild {
+        spec: String,
+        stage: modharness_images::kbuild::Stage,
+        elapsed: std::time::Duration,
+    },
     /// A kernel is ready.
     Kernel { spec: String, release: String },
     /// The accelerator for a kernel's scenarios was chosen, and why.
@@ -136,11 +142,25 @@ pub async fn run(
     // Every kernel fetched, every module name checked, before anything boots.
     let mut kernels = Vec::new();
     for spec in &opts.kernels {
-        let cache_root = opts.cache_root.clone();
-        let spec_owned = spec.clone();
-        let kernel = tokio::task::spawn_blocking(move || kernel::acquire(&spec_owned, &cache_root))
-            .await
-            .map_err(Failure::infra)??;
+        let (cache_root, recipes) = (opts.cache_root.clone(), opts.home.join("images"));
+        let (spec_owned, builds) = (spec.clone(), progress.clone());
+        let kernel = tokio::task::spawn_blocking(move || {
+            let observe = |stage: &modharness_images::kbuild::Stage, elapsed| {
+                let _ = builds.send(Progress::KernelBuild {
+                    spec: spec_owned.clone(),
+                    stage: stage.clone(),
+                    elapsed,
+                });
+            };
+            let sources = kernel::Sources {
+                cache_root: &cache_root,
+                recipes: &recipes,
+                observe: &observe,
+            };
+            kernel::acquire(&spec_owned, &sources)
+        })
+        .await
+        .map_err(Failure::infra)??;
         for (parsed, text) in &scenarios {
             parsed.check_modules(text, |name| {
                 catalog::is_known(&catalog, Some(&kernel), name)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use modharness_images::initramfs;
 use modharness_images::kernel::Kernel;
-use modharness_protocol::{any_step, Plan, Step, PLAN_PATH};
+use modharness_protocol::{any_step, DebugChecks, Plan, Step, PLAN_PATH};
 use modharness_scenario::Scenario;
 use modharness_vm::{self as vm, Accel, Machine, VmConfig};
 
@@ -14,7 +14,7 @@ use crate::catalog;
 use crate::error::{Failure, Result};
 
 /// The agent's plan for `scenario`: its steps, and the files of the modules it names.
-pub(crate) fn plan(scenario: &Scenario, resolved: &catalog::Resolved) -> Plan {
+pub(crate) fn plan(scenario: &Scenario, resolved: &catalog::Resolved, kernel: &Kernel) -> Plan {
     let names = scenario.module_names();
     Plan {
         steps: scenario.steps.clone(),
@@ -28,6 +28,10 @@ pub(crate) fn plan(scenario: &Scenario, resolved: &catalog::Resolved) -> Plan {
             .steps
             .iter()
             .any(|s| matches!(s, Step::Repeat { .. } | Step::MassProbe { .. })),
+        debug: DebugChecks {
+            kmemleak: kernel.has_config("CONFIG_DEBUG_KMEMLEAK"),
+            kasan: kernel.has_config("CONFIG_KASAN"),
+        },
         resume: None,
     }
 }

@@ -57,6 +57,10 @@ pub(crate) struct Observed {
     pub probe: ProbeLog,
     /// Memory samples of earlier VMs of a mass probe that restarted, one list per VM.
     pub earlier_memory: Vec<Vec<modharness_memory::Sample>>,
+    /// Where each module the agent loaded lay, in load order.
+    pub layouts: modharness_triage::LoadHistory,
+    /// kmemleak's scans after the last step, when the kernel has kmemleak.
+    pub kmemleak_scans: u32,
     /// The agent said it was up.
     pub ready: bool,
     /// Why the agent never came up, when a deadline passed before it did.
@@ -127,10 +131,11 @@ impl Observed {
         scenario: &str,
         progress: &mpsc::UnboundedSender<Progress>,
     ) {
-        for finding in found {
+        for mut finding in found {
             if self.findings.len() >= MAX_FINDINGS {
                 return;
             }
+            modharness_triage::blame_bare_addresses(&mut finding, &self.layouts);
             let _ = progress.send(Progress::Finding {
                 scenario: scenario.to_string(),
                 kind: finding.kind.as_str().into(),
@@ -197,6 +202,16 @@ impl Observed {
                 delivered,
                 seconds,
             }),
+            AgentEvent::ModuleLayout {
+                module,
+                size,
+                sections,
+            } => self.layouts.push(modharness_triage::LoadedModule {
+                name: module,
+                size,
+                sections,
+            }),
+            AgentEvent::KmemleakScanned { scans, .. } => self.kmemleak_scans += scans,
             AgentEvent::Ready { .. } => self.ready = true,
             AgentEvent::Done { .. }
             | AgentEvent::HostStorm { .. }

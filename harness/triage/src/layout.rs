@@ -1,0 +1,226 @@
+//! Blame by address: where each module lay while it was loaded, so that a report printed after
+//! its unload (a kmemleak backtrace, a stale call into freed text) still names it.
+//!
+//! Once a module is gone the kernel prints its addresses bare (`0xffffffffc001804f`), and the
+//! `.init.text` of every module is freed right after its init, so even a loaded module's init
+//! frames are bare. The agent reports each module's section addresses as it loads it; a bare
+//! module-area address is then the module whose section starts nearest below it, within the
+//! module's size, the latest load winning where the same memory was reused.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::frames::in_module_area;
+use crate::{Finding, Kind};
+
+/// One load of a module: where its sections started, and its size (from `/proc/modules`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadedModule {
+    /// The module's name, as the kernel spells it.
+    pub name: String,
+    /// Bytes, as `/proc/modules` counts them; 0 when unknown.
+    pub size: u64,
+    /// Section name (`.text`, `.init.text`, …) to start address.
+    pub sections: BTreeMap<String, u64>,
+}
+
+/// Every load of one VM's run, in order.
+#[derive(Clone, Debug, Default)]
+pub struct LoadHistory {
+    loads: Vec<LoadedModule>,
+}
+
+/// A bare address placed in a module's section.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Located {
+    /// The address as printed.
+    pub address: u64,
+    /// The module whose section holds it.
+    pub module: String,
+    /// The section, e.g. `.init.text`.
+    pub section: String,
+    /// Bytes from the section's start.
+    pub offset: u64,
+    /// The function there, when the module's object names it (see
+    /// [`crate::Symbolizer::name_located`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+}
+
+/// How far past a section's start an address may lie when the module's size is unknown.
+const UNKNOWN_SIZE_REACH: u64 = 64 * 1024;
+
+impl LoadHistory {
+    /// Record a load.
+    pub fn push(&mut self, module: LoadedModule) {
+        self.loads.push(module);
+    }
+
+    /// Whether no load was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.loads.is_empty()
+    }
+
+    /// The module section holding `address`: the section starting nearest below it among all
+    /// loads, within the module's size; of equally near ones, the latest load's.
+    pub fn locate(&self, address: u64) -> Option<Located> {
+        let mut best: Option<(&LoadedModule, &str, u64)> = None;
+        for load in &self.loads {
+            let reach = if load.size > 0 {
+                load.size
+            } else {
+                UNKNOWN_SIZE_REACH
+            };
+            for (section, &start) in &load.sections {
+                let Some(offset) = address.checked_sub(start) else {
+                    continue;
+                };
+                if offset < reach && best.is_none_or(|(_, _, o)| offset <= o) {
+                    best = Some((load, section, offset));
+                }
+            }
+        }
+        best.map(|(load, section, offset)| Located {
+            address,
+            module: load.name.clone(),
+            section: section.to_string(),
+            offset,
+            function: None,
+        })
+    }
+}
+
+/// The bare module-area addresses of a report, in order, each once: backtrace entries the
+/// kernel could not name (`[<ffffffffc001804f>] 0xffffffffc001804f`, ` 0xffffffffc001804f`).
+pub fn bare_addresses(report: &str) -> Vec<u64> {
+    let mut found = Vec::new();
+    for line in report.lines() {
+        for word in line.split_whitespace() {
+            let Some(hex) = word.strip_prefix("0x") else {
+                continue;
+            };
+            let Ok(address) = u64::from_str_radix(hex, 16) else {
+                continue;
+            };
+            if in_module_area(address) && !found.contains(&address) {
+                found.push(address);
+            }
+        }
+    }
+    found
+}
+
+/// Place the finding's bare addresses in the modules that lay there, and blame the first such
+/// module when the report named none. Only code addresses count: a kmemleak report's object
+/// address or a KASAN shadow address is data.
+pub fn blame_bare_addresses(finding: &mut Finding, history: &LoadHistory) {
+    if history.is_empty() {
+        return;
+    }
+    let located: Vec<Located> = bare_addresses(&finding.report)
+        .into_iter()
+        .filter_map(|address| history.locate(address))
+        .filter(|l| l.section.contains("text"))
+        .collect();
+    if finding.module.is_none() {
+        finding.module = located.first().map(|l| l.module.clone());
+    }
+    finding.located = located;
+}
+
+/// For a kmemleak report: when the first located frame's function is known, the leak is in
+/// it (the caller that allocated), as syzbot would title it had the module still been there.
+pub(crate) fn retitle_leak(finding: &mut Finding) {
+    if finding.kind != Kind::Kmemleak {
+        return;
+    }
+    let Some(function) = finding.located.iter().find_map(|l| l.function.clone()) else {
+        return;
+    };
+    let title = format!("memory leak in {function}");
+    if title != finding.title {
+        let old = std::mem::replace(&mut finding.title, title);
+        finding.alt_titles.insert(0, old);
+        finding.guilty_frame = Some(function);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(name: &str, size: u64, sections: &[(&str, u64)]) -> LoadedModule {
+        LoadedModule {
+            name: name.into(),
+            size,
+            sections: sections.iter().map(|(s, a)| (s.to_string(), *a)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_bare_address_is_the_module_whose_section_starts_nearest_below_it() {
+        let mut history = LoadHistory::default();
+        history.push(load(
+            "alpha",
+            0x3000,
+            &[
+                (".text", 0xffffffffc0010000),
+                (".init.text", 0xffffffffc0018000),
+            ],
+        ));
+        history.push(load("beta", 0x2000, &[(".text", 0xffffffffc0020000)]));
+        let at = history.locate(0xffffffffc001804f).unwrap();
+        assert_eq!(
+            (at.module.as_str(), at.section.as_str(), at.offset),
+            ("alpha", ".init.text", 0x4f)
+        );
+        assert_eq!(history.locate(0xffffffffc0020010).unwrap().module, "beta");
+        assert_eq!(history.locate(0xffffffffc0030000), None, "past beta's size");
+        assert_eq!(history.locate(0xffffffffc0000000), None);
+    }
+
+    #[test]
+    fn memory_reused_by_a_later_load_is_blamed_on_the_later_module() {
+        let mut history = LoadHistory::default();
+        history.push(load("first", 0x1000, &[(".text", 0xffffffffc0010000)]));
+        history.push(load("second", 0x1000, &[(".text", 0xffffffffc0010000)]));
+        assert_eq!(history.locate(0xffffffffc0010100).unwrap().module, "second");
+    }
+
+    #[test]
+    fn a_kmemleak_backtrace_frame_left_bare_by_rmmod_names_the_module() {
+        let report = "kmemleak: unreferenced object 0xffff888004a1c000 (size 8192):\n\
+            kmemleak:   comm \"modharness-agen\", pid 1, jiffies 4294893720\n\
+            kmemleak:   backtrace (crc 7ad2e2e1):\n\
+            kmemleak:     [<ffffffff8155dd13>] __kmalloc_cache_noprof+0x2a3/0x3c0\n\
+            kmemleak:     [<ffffffffc001804f>] 0xffffffffc001804f\n\
+            kmemleak:     [<ffffffff810020cd>] do_one_initcall+0xad/0x2e0\n";
+        assert_eq!(bare_addresses(report), [0xffffffffc001804f]);
+        let mut finding = Finding {
+            kind: Kind::Kmemleak,
+            title: "memory leak in do_one_initcall".into(),
+            alt_titles: Vec::new(),
+            module: None,
+            corrupted: false,
+            panicked: false,
+            time_s: None,
+            guilty_frame: Some("do_one_initcall".into()),
+            report: report.into(),
+            frames: Vec::new(),
+            located: Vec::new(),
+        };
+        let mut history = LoadHistory::default();
+        history.push(load(
+            "mh_leaky",
+            0x4000,
+            &[(".init.text", 0xffffffffc0018000)],
+        ));
+        blame_bare_addresses(&mut finding, &history);
+        assert_eq!(finding.module.as_deref(), Some("mh_leaky"));
+        finding.located[0].function = Some("mh_leaky_init".into());
+        retitle_leak(&mut finding);
+        assert_eq!(finding.title, "memory leak in mh_leaky_init");
+        assert_eq!(finding.alt_titles, ["memory leak in do_one_initcall"]);
+    }
+}
