@@ -36,8 +36,10 @@ pub trait Kernel: Sync {
             format!("no kmemleak verbose={on}"),
         ))
     }
-    /// Shrink every slab cache, which also empties KASAN's quarantine of freed objects.
-    fn shrink_slab_caches(&self) -> io::Result<()> {
+    /// Shrink the slab caches named (every one for `None`), which also takes their freed
+    /// objects out of KASAN's quarantine.
+    fn shrink_slab_caches(&self, only: Option<&[String]>) -> io::Result<()> {
+        let _ = only;
         Ok(())
     }
     /// The start address of each section of the loaded module `name`.
@@ -112,11 +114,20 @@ impl Kernel for LinuxKernel {
         std::fs::write(KMEMLEAK_VERBOSE, if on { "1" } else { "0" })
     }
 
-    fn shrink_slab_caches(&self) -> io::Result<()> {
-        for entry in std::fs::read_dir("/sys/kernel/slab")? {
-            let path = entry?.path().join("shrink");
-            // Aliases are symlinks to the same cache; a cache may be gone already.
-            let _ = std::fs::write(path, "1");
+    fn shrink_slab_caches(&self, only: Option<&[String]>) -> io::Result<()> {
+        let dir = Path::new("/sys/kernel/slab");
+        let names: Vec<String> = match only {
+            Some(names) => names.to_vec(),
+            None => std::fs::read_dir(dir)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+        };
+        for name in names {
+            // A cache may be gone already, and a name may not be a file name.
+            if !name.contains('/') {
+                let _ = std::fs::write(dir.join(name).join("shrink"), "1");
+            }
         }
         Ok(())
     }

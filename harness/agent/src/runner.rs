@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{mpsc, Barrier};
+use std::sync::{mpsc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use modharness_memory::{parse_meminfo, parse_modules, parse_slabinfo, parse_vmallocinfo};
+use modharness_memory::{
+    parse_meminfo, parse_modules, parse_slabinfo, parse_slabinfo_in_use, parse_vmallocinfo,
+};
 use modharness_protocol::{Event, Label, Plan, Step};
 
 use crate::channel::Channel;
@@ -30,6 +32,7 @@ pub fn run_plan(plan: &Plan, kernel: &dyn Kernel, channel: &Channel) -> io::Resu
         plan,
         kernel,
         channel,
+        last_slab: Mutex::new(BTreeMap::new()),
     };
     runner.emit(&Event::Ready {
         uptime_s: uptime_s(),
@@ -49,6 +52,8 @@ struct Runner<'a> {
     plan: &'a Plan,
     kernel: &'a dyn Kernel,
     channel: &'a Channel,
+    /// Slab bytes in use per cache after the last quarantine emptying (KASAN kernels).
+    last_slab: Mutex<BTreeMap<String, u64>>,
 }
 
 /// The outcome of one leaf step.
@@ -365,9 +370,7 @@ impl Runner<'_> {
             text.map(|text| parse(&text)).unwrap_or_default()
         };
         if self.plan.debug.kasan {
-            if let Err(err) = self.kernel.shrink_slab_caches() {
-                eprintln!("modharness-agent: slab caches not shrunk: {err}");
-            }
+            self.empty_quarantine();
         }
         match self.kernel.meminfo() {
             Ok(text) => self.emit(&Event::Memory {
@@ -381,6 +384,25 @@ impl Runner<'_> {
             }),
             Err(err) => eprintln!("modharness-agent: memory sample {cycle} skipped: {err}"),
         }
+    }
+
+    /// Take freed objects out of KASAN's quarantine, which would count them as used: every
+    /// cache the first time, then the caches that grew since the last sample (shrinking one
+    /// waits for an SRCU grace period, so all of them each cycle would take a second).
+    fn empty_quarantine(&self) {
+        let in_use = || self.kernel.slabinfo().map(|t| parse_slabinfo_in_use(&t));
+        let now = in_use().unwrap_or_default();
+        let mut last = self.last_slab.lock().unwrap_or_else(|e| e.into_inner());
+        let grown: Vec<String> = now
+            .iter()
+            .filter(|(name, bytes)| last.get(*name).is_none_or(|before| *bytes > before))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let only = (!last.is_empty()).then_some(grown.as_slice());
+        if let Err(err) = self.kernel.shrink_slab_caches(only) {
+            eprintln!("modharness-agent: slab caches not shrunk: {err}");
+        }
+        *last = in_use().unwrap_or(now);
     }
 
     /// Send an event; a channel that fails is reported on the console, and the plan goes on so

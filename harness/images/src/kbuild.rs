@@ -135,11 +135,15 @@ pub fn acquire(
         let tell = |stage: &Stage| observe(stage, started.elapsed());
         let src = unpack_source(&work, source, &tell)?;
         let out = work.join("out");
-        let release = configure(&src, &out, recipe, &name, &work, &tell)?;
+        configure(&src, &out, recipe, &name, &work, &tell)?;
         let compiled = compile(&src, &out, recipe, &work, cache_root, &tell)?;
+        // Written by the build (`make kernelrelease` before it ignores CONFIG_LOCALVERSION).
+        let release_file = out.join("include/config/kernel.release");
+        let release = fs::read_to_string(&release_file).map_err(Error::io(&release_file))?;
+        let release = release.trim();
         tell(&Stage::Installing);
-        install(&src, &out, &work, tmp, &release)?;
-        write_manifest(tmp, spec, &release)?;
+        install(&src, &out, &work, tmp, release)?;
+        write_manifest(tmp, spec, release)?;
         let _ = fs::write(objects_memo(cache_root, &recipe.name), compiled.to_string());
         Ok(())
     })?;
@@ -247,9 +251,9 @@ fn make(src: &Path, out: &Path) -> Command {
     make
 }
 
-/// Configure `out` from the recipe unless it already is (a resumed build), check every option
-/// took, and return the kernel release. The release carries the recipe and its digest, so two
-/// recipes never share module builds.
+/// Configure `out` from the recipe unless it already is (a resumed build), and check every
+/// option took. The release gets the recipe's name and digest, so two recipes never share
+/// module builds.
 fn configure(
     src: &Path,
     out: &Path,
@@ -257,7 +261,7 @@ fn configure(
     entry: &str,
     work: &Path,
     tell: &dyn Fn(&Stage),
-) -> Result<String> {
+) -> Result<()> {
     tell(&Stage::Configuring);
     let mark = out.join(CONFIG_MARK);
     if fs::read_to_string(&mark).ok().as_deref() != Some(entry) {
@@ -311,11 +315,7 @@ fn configure(
         }
         fs::write(&mark, entry).map_err(Error::io(&mark))?;
     }
-    let release = run(
-        make(src, out).args(["-s", "kernelrelease"]),
-        "make kernelrelease",
-    )?;
-    Ok(release.trim().to_string())
+    Ok(())
 }
 
 fn open_log(work: &Path) -> Result<File> {

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 pub use analysis::{analyze, Analysis, Growth, Options, Source, Verdict};
 pub use parse::{
-    parse_meminfo, parse_modules, parse_slabinfo, parse_vmallocinfo, NO_CALLER, UNRESOLVED_CALLER,
+    parse_meminfo, parse_modules, parse_slabinfo, parse_slabinfo_in_use, parse_vmallocinfo,
+    NO_CALLER, UNRESOLVED_CALLER,
 };
 pub use series::{Series, DEFAULT_SERIES_TOP};
 

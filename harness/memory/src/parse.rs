@@ -33,23 +33,34 @@ pub fn parse_meminfo(text: &str) -> BTreeMap<String, u64> {
 /// accounts whole slabs in `Slab`). The header lines and caches with no objects are skipped,
 /// so are lines that do not parse.
 pub fn parse_slabinfo(text: &str) -> BTreeMap<String, u64> {
+    slab_bytes(text, false)
+}
+
+/// `/proc/slabinfo` as bytes of objects in use per cache (`active_objs × objsize`): what moves
+/// first when objects are allocated or freed, before whole slabs come and go.
+pub fn parse_slabinfo_in_use(text: &str) -> BTreeMap<String, u64> {
+    slab_bytes(text, true)
+}
+
+fn slab_bytes(text: &str, in_use: bool) -> BTreeMap<String, u64> {
     let mut caches = BTreeMap::new();
     for line in text.lines() {
         if line.starts_with('#') || line.starts_with("slabinfo ") {
             continue;
         }
         let mut words = line.split_whitespace();
-        let (Some(name), Some(_active), Some(num_objs), Some(objsize)) =
+        let (Some(name), Some(active), Some(num_objs), Some(objsize)) =
             (words.next(), words.next(), words.next(), words.next())
         else {
             continue;
         };
-        let (Ok(num_objs), Ok(objsize)) = (num_objs.parse::<u64>(), objsize.parse::<u64>()) else {
+        let count = if in_use { active } else { num_objs };
+        let (Ok(count), Ok(objsize)) = (count.parse::<u64>(), objsize.parse::<u64>()) else {
             continue;
         };
-        if num_objs > 0 {
+        if count > 0 {
             let bytes = caches.entry(name.to_string()).or_insert(0u64);
-            *bytes = bytes.saturating_add(num_objs.saturating_mul(objsize));
+            *bytes = bytes.saturating_add(count.saturating_mul(objsize));
         }
     }
     caches

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::frames::in_module_area;
 use crate::{Finding, Kind};
 
 /// One load of a module: where its sections started, and its size (from `/proc/modules`).
@@ -47,6 +46,9 @@ pub struct Located {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<String>,
 }
+
+/// Where the kernel's image and modules are mapped on x86_64 (`__START_KERNEL_map`).
+const KERNEL_HALF_TEXT: u64 = 0xffff_ffff_8000_0000;
 
 /// How far past a section's start an address may lie when the module's size is unknown.
 const UNKNOWN_SIZE_REACH: u64 = 64 * 1024;
@@ -91,8 +93,11 @@ impl LoadHistory {
     }
 }
 
-/// The bare module-area addresses of a report, in order, each once: backtrace entries the
-/// kernel could not name (`[<ffffffffc001804f>] 0xffffffffc001804f`, ` 0xffffffffc001804f`).
+/// The bare kernel-half addresses of a report, in order, each once: backtrace entries the
+/// kernel could not name (`[<ffffffffc001804f>] 0xffffffffc001804f`, ` 0xffffffffc001804f`),
+/// an ODEBUG `hint:`. Whether one is in a module is the [`LoadHistory`]'s to say: the module
+/// area starts at `0xffffffffa0000000` on a kernel without KASLR, where KASLR may put kernel
+/// text.
 pub fn bare_addresses(report: &str) -> Vec<u64> {
     let mut found = Vec::new();
     for line in report.lines() {
@@ -103,7 +108,7 @@ pub fn bare_addresses(report: &str) -> Vec<u64> {
             let Ok(address) = u64::from_str_radix(hex, 16) else {
                 continue;
             };
-            if in_module_area(address) && !found.contains(&address) {
+            if address >= KERNEL_HALF_TEXT && !found.contains(&address) {
                 found.push(address);
             }
         }

@@ -317,11 +317,8 @@ impl ScenarioJob<'_> {
         let started = boot::start(&config)
             .await
             .map_err(|e| Failure::infra(format!("{}: {e}", self.scenario.name)))?;
-        let left = self
-            .scenario
-            .vm
-            .timeout
-            .saturating_sub(attempts.started.elapsed());
+        let budget = plan::time_budget(self.scenario, &plan);
+        let left = budget.saturating_sub(attempts.started.elapsed());
         let shard = self.scenario.steps.iter().find_map(|s| match s {
             Step::MassProbe { shard, .. } => *shard,
             _ => None,
@@ -329,7 +326,7 @@ impl ScenarioJob<'_> {
         let watch = Watch {
             scenario: &self.scenario.name,
             shard,
-            timeout: left.max(MIN_VM_TIME.min(self.scenario.vm.timeout)),
+            timeout: left.max(MIN_VM_TIME.min(budget)),
             ready_within: (accel == Accel::Kvm).then(|| self.accel.kvm_boot_limit()),
             progress,
         };

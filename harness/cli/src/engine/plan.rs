@@ -2,6 +2,7 @@
 //! it, and the VM that boots it.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use modharness_images::initramfs;
 use modharness_images::kernel::Kernel;
@@ -34,6 +35,28 @@ pub(crate) fn plan(scenario: &Scenario, resolved: &catalog::Resolved, kernel: &K
         },
         resume: None,
     }
+}
+
+/// How much slower than a stock kernel a kernel with these debug checks runs under emulation:
+/// KASAN checks every memory access, kmemleak and ODEBUG track every object. A debug kernel of
+/// `images/debug.config` reaches init in ~24 s under TCG, a stock one in ~2 s.
+pub(crate) fn slowdown(debug: DebugChecks) -> u32 {
+    match (debug.kasan, debug.kmemleak) {
+        (true, true) => 8,
+        (true, false) => 6,
+        (false, true) => 2,
+        (false, false) => 1,
+    }
+}
+
+/// kmemleak's scans before the first step and after the last, with the wait between them.
+const KMEMLEAK_SCANS: Duration = Duration::from_secs(30);
+
+/// A scenario's whole time on this plan's kernel: its `vm.timeout`, scaled by the kernel's
+/// [`slowdown`], plus kmemleak's scans, so that no scenario states a debug kernel's budget.
+pub(crate) fn time_budget(scenario: &Scenario, plan: &Plan) -> Duration {
+    let scans = if plan.debug.kmemleak { KMEMLEAK_SCANS } else { Duration::ZERO };
+    scenario.vm.timeout * slowdown(plan.debug) + scans
 }
 
 /// The (guest path, host file) pairs the plan loads.
