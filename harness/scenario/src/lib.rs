@@ -142,9 +142,9 @@ pub struct Expect {
     expecting = "an expected finding: a mapping with keys kind, module, title"
 )]
 pub struct ExpectedFinding {
-    /// One of [`FINDING_KINDS`].
-    #[serde(deserialize_with = "yaml::finding_kind")]
-    pub kind: String,
+    /// Any of these [`FINDING_KINDS`] (`kind: oops` or `kind: [oops, kasan]`).
+    #[serde(rename = "kind", deserialize_with = "yaml::finding_kinds")]
+    pub kinds: Vec<String>,
     /// The module the finding must be attributed to (normalized); any when `None`.
     #[serde(default, deserialize_with = "yaml::optional_module")]
     pub module: Option<String>,
@@ -155,7 +155,7 @@ pub struct ExpectedFinding {
 
 impl PartialEq for ExpectedFinding {
     fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind
+        self.kinds == other.kinds
             && self.module == other.module
             && self.title.as_ref().map(regex::Regex::as_str)
                 == other.title.as_ref().map(regex::Regex::as_str)
@@ -165,7 +165,7 @@ impl PartialEq for ExpectedFinding {
 impl ExpectedFinding {
     /// Whether `found` is a finding this expectation describes.
     pub fn matches(&self, found: &FoundFinding<'_>) -> bool {
-        self.kind == found.kind
+        self.kinds.iter().any(|kind| kind == found.kind)
             && self.module.as_ref().is_none_or(|module| {
                 found.module.map(normalize_module_name).as_ref() == Some(module)
             })

@@ -274,17 +274,49 @@ pub(crate) fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size `{text}` is too large"))
 }
 
-pub(crate) fn finding_kind<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    parse_scalar(deserializer, "a finding kind like `oops`", |text| {
-        if FINDING_KINDS.contains(&text) {
-            Ok(text.to_owned())
-        } else {
-            Err(format!(
-                "unknown finding kind `{text}`; expected one of: {}",
-                FINDING_KINDS.join(", ")
-            ))
+fn check_kind(text: &str) -> Result<String, String> {
+    if FINDING_KINDS.contains(&text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "unknown finding kind `{text}`; expected one of: {}",
+            FINDING_KINDS.join(", ")
+        ))
+    }
+}
+
+/// `kind: oops`, or `kind: [oops, kasan]` for a bug that shows as either (a debug kernel's
+/// checks may report it before it oopses).
+pub(crate) fn finding_kinds<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    struct Kind(String);
+    impl<'de> Deserialize<'de> for Kind {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            parse_scalar(deserializer, "a finding kind like `oops`", check_kind).map(Kind)
         }
-    })
+    }
+    struct KindsVisitor;
+    impl<'de> Visitor<'de> for KindsVisitor {
+        type Value = Vec<String>;
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("a finding kind like `oops`, or a list of them")
+        }
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<String>, E> {
+            check_kind(text).map(|kind| vec![kind]).map_err(E::custom)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut kinds = Vec::new();
+            while let Some(Kind(kind)) = seq.next_element()? {
+                kinds.push(kind);
+            }
+            if kinds.is_empty() {
+                return Err(de::Error::custom("an empty list of finding kinds matches nothing"));
+            }
+            Ok(kinds)
+        }
+    }
+    deserializer.deserialize_any(KindsVisitor)
 }
 
 pub(crate) fn optional_title<'de, D: Deserializer<'de>>(

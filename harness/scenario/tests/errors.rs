@@ -400,6 +400,16 @@ rejects!(
     "scenarios/t.yaml:5:13: unknown finding kind `opps`; expected one of: oops, panic, warning, kasan, ubsan, kfence, kcsan, lockdep, hung_task, soft_lockup, hard_lockup, rcu_stall, workqueue_lockup, kmemleak, bad_page, bug, netdev_ref_leak, leak, hang, vm_crash",
 );
 rejects!(
+    an_unknown_kind_in_a_list_of_kinds_is_pointed_at,
+    "name: t\nsteps: [ {load: a} ]\nexpect:\n  findings:\n    - kind: [oops, kasn]\n",
+    "scenarios/t.yaml:5:20: unknown finding kind `kasn`; expected one of: oops, panic, warning, kasan, ubsan, kfence, kcsan, lockdep, hung_task, soft_lockup, hard_lockup, rcu_stall, workqueue_lockup, kmemleak, bad_page, bug, netdev_ref_leak, leak, hang, vm_crash",
+);
+rejects!(
+    an_empty_list_of_kinds_is_rejected,
+    "name: t\nsteps: [ {load: a} ]\nexpect:\n  findings:\n    - kind: []\n",
+    "scenarios/t.yaml:5:13: an empty list of finding kinds matches nothing",
+);
+rejects!(
     an_expected_finding_without_kind_is_rejected,
     "name: t\nsteps: [ {load: a} ]\nexpect:\n  findings:\n    - { module: a }\n",
     "scenarios/t.yaml:5:7: missing key `kind`",

@@ -85,13 +85,13 @@ fn every_key_of_the_format_is_read() {
     );
     let findings = &scenario.expect.findings;
     assert_eq!(findings.len(), 2);
-    assert_eq!(findings[0].kind, "oops");
+    assert_eq!(findings[0].kinds, ["oops"]);
     assert_eq!(findings[0].module.as_deref(), Some("race_timer"));
     assert_eq!(
         findings[0].title.as_ref().unwrap().as_str(),
         "page fault in (__run_timers|call_timer_fn)"
     );
-    assert_eq!(findings[1].kind, "warning");
+    assert_eq!(findings[1].kinds, ["warning", "kasan"]);
     assert_eq!(findings[1].module, None);
     assert!(findings[1].title.is_none());
     assert_eq!(

@@ -209,7 +209,7 @@ pub(crate) fn judge(scenario: &Scenario, mut seen: Observed, result: &mut report
         let want = &scenario.expect.findings[missing];
         failures.push(format!(
             "expected {}{} did not appear",
-            want.kind,
+            want.kinds.join(" or "),
             want.module
                 .as_ref()
                 .map_or(String::new(), |m| format!(" from module {m}"))
