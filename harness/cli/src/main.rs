@@ -541,9 +541,11 @@ fn recipe_spec(recipe: &str, from: &str, root: &Path) -> Result<String, Failure>
         kernel::KernelSpec::DebianLatest { flavour } => {
             kernel::latest_debian_release(&flavour, root)?
         }
-        _ => return Err(Failure::usage(format!(
+        _ => {
+            return Err(Failure::usage(format!(
             "--from {from}: a recipe builds Debian's linux-source, so --from takes a debian: spec"
-        ))),
+        )))
+        }
     };
     let spec = format!("{recipe}:{release}");
     match kernel::KernelSpec::parse(&spec) {

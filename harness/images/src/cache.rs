@@ -30,6 +30,15 @@ pub struct EntryLock {
 
 /// Take the exclusive lock for `entry` (a path inside the cache), waiting for another holder.
 pub fn lock(entry: &Path) -> Result<EntryLock> {
+    take_lock(entry, true).map(|held| held.expect("a blocking lock is taken"))
+}
+
+/// Take the lock for `entry` if nobody holds it; `None` when somebody does.
+pub fn try_lock(entry: &Path) -> Result<Option<EntryLock>> {
+    take_lock(entry, false)
+}
+
+fn take_lock(entry: &Path, wait: bool) -> Result<Option<EntryLock>> {
     // Appended, not `with_extension`: entry names hold dots (`debian-6.12.117+deb12-amd64`), and
     // every entry of one `6.12` would share one lock.
     let name = entry.file_name().unwrap_or_default().to_string_lossy();
@@ -38,11 +47,20 @@ pub fn lock(entry: &Path) -> Result<EntryLock> {
         fs::create_dir_all(parent).map_err(Error::io(parent))?;
     }
     let file = File::create(&lock_path).map_err(Error::io(&lock_path))?;
+    let operation = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
     // SAFETY: flock on a file descriptor we own; it is released when the file closes.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(Error::io(&lock_path)(std::io::Error::last_os_error()));
+    if unsafe { libc::flock(file.as_raw_fd(), operation) } != 0 {
+        let error = std::io::Error::last_os_error();
+        if !wait && error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Ok(None);
+        }
+        return Err(Error::io(&lock_path)(error));
     }
-    Ok(EntryLock { _file: file })
+    Ok(Some(EntryLock { _file: file }))
 }
 
 /// Make the cache entry `entry` unless it exists: `make` fills a fresh temporary directory, which
@@ -150,6 +168,18 @@ mod tests {
             Ok(true),
             "the second entry waited for the first one's lock"
         );
+    }
+
+    #[test]
+    fn a_held_lock_is_not_taken_by_try_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("k");
+        let held = lock(&entry).unwrap();
+        let entry_again = entry.clone();
+        let attempt = std::thread::spawn(move || try_lock(&entry_again).unwrap().is_some());
+        assert!(!attempt.join().unwrap());
+        drop(held);
+        assert!(try_lock(&entry).unwrap().is_some());
     }
 
     #[test]

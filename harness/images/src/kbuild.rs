@@ -131,6 +131,7 @@ pub fn acquire(
     let entry = cache_root.join("kernels").join(&name);
     let work = cache_root.join("builds").join(&name);
     let dir = cache::get_or_make(&entry, |tmp| {
+        sweep_superseded(cache_root, &recipe.name, &name);
         let started = Instant::now();
         let tell = |stage: &Stage| observe(stage, started.elapsed());
         let src = unpack_source(&work, source, &tell)?;
@@ -152,6 +153,29 @@ pub fn acquire(
     let mut kernel = entry_kernel(&dir)?;
     kernel.spec = spec.to_string();
     Ok(kernel)
+}
+
+/// Remove the work directories of this recipe's earlier versions (a recipe or source changed
+/// since): each is a kernel build's size, and no later run would resume it. One that another
+/// run is building (its entry locked) is left alone.
+fn sweep_superseded(cache_root: &Path, recipe: &str, current: &str) {
+    let builds = cache_root.join("builds");
+    let Ok(entries) = fs::read_dir(&builds) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let same_recipe = name
+            .strip_prefix(recipe)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+        if name == current || !same_recipe || !entry.path().is_dir() {
+            continue;
+        }
+        if let Ok(Some(_held)) = cache::try_lock(&cache_root.join("kernels").join(&name)) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The kernel of a finished entry.
@@ -468,6 +492,39 @@ fn install(src: &Path, out: &Path, work: &Path, tmp: &Path, release: &str) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_this_recipes_earlier_builds_are_swept() {
+        let cache = tempfile::tempdir().unwrap();
+        let builds = cache.path().join("builds");
+        for name in [
+            "debug-6.12.1-aaa",
+            "debug-6.12.1-bbb",
+            "debug-mini-6.12.1-ccc",
+            "debug-6.12.1-held",
+        ] {
+            fs::create_dir_all(builds.join(name)).unwrap();
+        }
+        let _held = cache::lock(&cache.path().join("kernels/debug-6.12.1-held")).unwrap();
+        let cache_root = cache.path().to_path_buf();
+        std::thread::spawn(move || sweep_superseded(&cache_root, "debug", "debug-6.12.1-bbb"))
+            .join()
+            .unwrap();
+        let left: std::collections::BTreeSet<String> = fs::read_dir(&builds)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "debug-6.12.1-bbb",
+                "debug-6.12.1-held",
+                "debug-mini-6.12.1-ccc"
+            ]
+            .map(String::from)
+            .into()
+        );
+    }
 
     #[test]
     fn compile_lines_are_objects_and_nothing_else() {

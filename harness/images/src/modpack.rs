@@ -315,6 +315,7 @@ mod tests {
             boot_image: PathBuf::new(),
             headers: None,
             modules_dir: Some(dir),
+            config: None,
         }
     }
 

@@ -311,7 +311,9 @@ pub(crate) fn finding_kinds<'de, D: Deserializer<'de>>(
                 kinds.push(kind);
             }
             if kinds.is_empty() {
-                return Err(de::Error::custom("an empty list of finding kinds matches nothing"));
+                return Err(de::Error::custom(
+                    "an empty list of finding kinds matches nothing",
+                ));
             }
             Ok(kinds)
         }

@@ -55,7 +55,11 @@ const KMEMLEAK_SCANS: Duration = Duration::from_secs(30);
 /// A scenario's whole time on this plan's kernel: its `vm.timeout`, scaled by the kernel's
 /// [`slowdown`], plus kmemleak's scans, so that no scenario states a debug kernel's budget.
 pub(crate) fn time_budget(scenario: &Scenario, plan: &Plan) -> Duration {
-    let scans = if plan.debug.kmemleak { KMEMLEAK_SCANS } else { Duration::ZERO };
+    let scans = if plan.debug.kmemleak {
+        KMEMLEAK_SCANS
+    } else {
+        Duration::ZERO
+    };
     scenario.vm.timeout * slowdown(plan.debug) + scans
 }
 
