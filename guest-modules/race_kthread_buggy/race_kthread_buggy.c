@@ -22,6 +22,8 @@
 #include <linux/err.h>
 #include <linux/kthread.h>
 #include <linux/module.h>
+#include <linux/pid.h>
+#include <linux/sched.h>
 
 static unsigned int period_ms = 20;
 module_param(period_ms, uint, 0444);
