@@ -67,6 +67,11 @@ impl LoadHistory {
     /// The module section holding `address`: the section starting nearest below it among all
     /// loads, within the module's size; of equally near ones, the latest load's.
     pub fn locate(&self, address: u64) -> Option<Located> {
+        self.locate_in(address, |_| true)
+    }
+
+    /// Like [`LoadHistory::locate`], among the sections `wanted` accepts.
+    fn locate_in(&self, address: u64, wanted: impl Fn(&str) -> bool) -> Option<Located> {
         let mut best: Option<(&LoadedModule, &str, u64)> = None;
         for load in &self.loads {
             let reach = if load.size > 0 {
@@ -74,7 +79,7 @@ impl LoadHistory {
             } else {
                 UNKNOWN_SIZE_REACH
             };
-            for (section, &start) in &load.sections {
+            for (section, &start) in load.sections.iter().filter(|(s, _)| wanted(s)) {
                 let Some(offset) = address.checked_sub(start) else {
                     continue;
                 };
@@ -101,7 +106,8 @@ impl LoadHistory {
 pub fn bare_addresses(report: &str) -> Vec<u64> {
     let mut found = Vec::new();
     for line in report.lines() {
-        for word in line.split_whitespace() {
+        // `RIP: 0010:0xffffffffc0000015`, `hint: 0x…`, `[<…>] 0x…`.
+        for word in line.split(|c: char| !(c.is_ascii_hexdigit() || c == 'x')) {
             let Some(hex) = word.strip_prefix("0x") else {
                 continue;
             };
@@ -116,9 +122,22 @@ pub fn bare_addresses(report: &str) -> Vec<u64> {
     found
 }
 
-/// Place the finding's bare addresses in the modules that lay there, and blame the first such
-/// module when the report named none. Only code addresses count: a kmemleak report's object
-/// address or a KASAN shadow address is data.
+/// The address a report says was accessed: KASAN's `Read of size 8 at addr ffffffffc00041f0`, a
+/// page fault's `BUG: unable to handle page fault for address: ffffffffc0002640`.
+pub fn accessed_address(report: &str) -> Option<u64> {
+    report.lines().find_map(|line| {
+        let (_, rest) = line
+            .split_once(" at addr ")
+            .or_else(|| line.split_once(" for address: "))?;
+        let hex = rest.split_whitespace().next()?;
+        u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok()
+    })
+}
+
+/// Place the finding's bare code addresses in the modules that lay there, and blame the first
+/// such module when the report named none; failing that, the module whose memory the report
+/// says was accessed (KASAN's `at addr`, a page fault's address: a module's freed data). A
+/// kmemleak report's object address is not code, and so never blames a module.
 pub fn blame_bare_addresses(finding: &mut Finding, history: &LoadHistory) {
     if history.is_empty() {
         return;
@@ -129,9 +148,29 @@ pub fn blame_bare_addresses(finding: &mut Finding, history: &LoadHistory) {
         .filter(|l| l.section.contains("text"))
         .collect();
     if finding.module.is_none() {
-        finding.module = located.first().map(|l| l.module.clone());
+        finding.module = located
+            .first()
+            .cloned()
+            .or_else(|| history.locate(accessed_address(&finding.report)?))
+            .map(|l| l.module);
+    }
+    if let Some(previous) = stale_call_target(finding, history) {
+        finding.module = Some(previous);
     }
     finding.located = located;
+}
+
+/// A call through a pointer a gone module left behind, into memory a later module now holds
+/// as data: the kernel refuses to execute it ("execute NX-protected page") and names the new
+/// owner (`RIP: _note_18 [mh_trivial]`), but the pointer was into the text of the module that
+/// held the address before.
+fn stale_call_target(finding: &Finding, history: &LoadHistory) -> Option<String> {
+    if !finding.report.contains("execute NX-protected page") {
+        return None;
+    }
+    let address = accessed_address(&finding.report)?;
+    let text_owner = history.locate_in(address, |s| s.contains("text"))?;
+    (finding.module.as_deref() != Some(text_owner.module.as_str())).then_some(text_owner.module)
 }
 
 /// For a kmemleak report: when the first located frame's function is known, the leak is in
@@ -183,6 +222,84 @@ mod tests {
         assert_eq!(history.locate(0xffffffffc0020010).unwrap().module, "beta");
         assert_eq!(history.locate(0xffffffffc0030000), None, "past beta's size");
         assert_eq!(history.locate(0xffffffffc0000000), None);
+    }
+
+    #[test]
+    fn a_kasan_read_of_freed_module_data_blames_the_module_that_owned_it() {
+        let report = "BUG: KASAN: vmalloc-out-of-bounds in filp_flush+0x115/0x130\n\
+            Read of size 8 at addr ffffffffc00041f0 by task sh/39\n\
+            Call Trace:\n dump_stack_lvl+0x4f/0x60\n filp_flush+0x115/0x130\n";
+        assert_eq!(accessed_address(report), Some(0xffffffffc00041f0));
+        assert_eq!(
+            accessed_address("BUG: unable to handle page fault for address: ffffffffc0002640\n"),
+            Some(0xffffffffc0002640)
+        );
+        let mut finding = Finding {
+            kind: Kind::Kasan,
+            title: "KASAN: vmalloc-out-of-bounds Read in filp_flush".into(),
+            alt_titles: Vec::new(),
+            module: None,
+            corrupted: false,
+            panicked: false,
+            time_s: None,
+            guilty_frame: Some("filp_flush".into()),
+            report: report.into(),
+            frames: Vec::new(),
+            located: Vec::new(),
+        };
+        let mut history = LoadHistory::default();
+        history.push(load(
+            "race_fops_buggy",
+            0x3000,
+            &[(".text", 0xffffffffc0000000), (".data", 0xffffffffc0004000)],
+        ));
+        blame_bare_addresses(&mut finding, &history);
+        assert_eq!(finding.module.as_deref(), Some("race_fops_buggy"));
+        assert!(finding.located.is_empty(), "data is not a frame");
+    }
+
+    #[test]
+    fn a_stale_call_into_a_later_modules_data_blames_the_module_whose_text_was_there() {
+        let report = "kernel tried to execute NX-protected page - exploit attempt? (uid: 0)\n\
+            BUG: unable to handle page fault for address: ffffffffc0004060\n\
+            RIP: 0010:_note_18+0x24/0x188 [mh_trivial]\n";
+        let mut finding = Finding {
+            kind: Kind::Oops,
+            title: "BUG: unable to handle page fault in _note_18".into(),
+            alt_titles: Vec::new(),
+            module: Some("mh_trivial".into()),
+            corrupted: false,
+            panicked: false,
+            time_s: None,
+            guilty_frame: None,
+            report: report.into(),
+            frames: Vec::new(),
+            located: Vec::new(),
+        };
+        let mut history = LoadHistory::default();
+        history.push(load(
+            "race_notifier_buggy",
+            0x2000,
+            &[(".text", 0xffffffffc0004000)],
+        ));
+        history.push(load(
+            "mh_trivial",
+            0x1000,
+            &[
+                (".text", 0xffffffffc0000000),
+                (".note.gnu.build-id", 0xffffffffc0004000),
+            ],
+        ));
+        blame_bare_addresses(&mut finding, &history);
+        assert_eq!(finding.module.as_deref(), Some("race_notifier_buggy"));
+    }
+
+    #[test]
+    fn a_bare_rip_after_the_segment_is_found() {
+        assert_eq!(
+            bare_addresses("RIP: 0010:0xffffffffc0000015\n"),
+            [0xffffffffc0000015]
+        );
     }
 
     #[test]

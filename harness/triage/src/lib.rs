@@ -55,7 +55,9 @@ use std::collections::{HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use console::{Caller, Line, LineSplitter};
-pub use layout::{bare_addresses, blame_bare_addresses, LoadHistory, LoadedModule, Located};
+pub use layout::{
+    accessed_address, bare_addresses, blame_bare_addresses, LoadHistory, LoadedModule, Located,
+};
 use report::{Report, State, Step};
 use starts::{Ending, Role};
 pub use symbolize::Symbolizer;
