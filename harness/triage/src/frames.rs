@@ -166,6 +166,11 @@ static LAST_UNLOADED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\[last unloaded: ([\w-]+)(?:\([A-Z+-]*\))?\]").expect("valid regex")
 });
 
+/// The module a `[last unloaded: mod]` anywhere in `text` names.
+pub(crate) fn last_unloaded(text: &str) -> Option<String> {
+    LAST_UNLOADED.captures(text).map(|caps| caps[1].to_string())
+}
+
 impl ModuleList {
     /// Reads a module list (the text after `Modules linked in:`, or a continuation line).
     /// Returns false, reading nothing, when the text does not look like one.
@@ -277,6 +282,8 @@ pub(crate) fn is_module_load(func: &str) -> bool {
             | "idempotent_init_module"
             | "__do_sys_finit_module"
             | "__do_sys_init_module"
+            | "__x64_sys_finit_module"
+            | "__x64_sys_init_module"
     )
 }
 
@@ -284,7 +291,12 @@ pub(crate) fn is_module_load(func: &str) -> bool {
 pub(crate) fn is_module_unload(func: &str) -> bool {
     matches!(
         func,
-        "delete_module" | "free_module" | "__do_sys_delete_module" | "mod_sysfs_teardown"
+        "delete_module"
+            | "free_module"
+            | "__do_sys_delete_module"
+            | "__x64_sys_delete_module"
+            | "__se_sys_delete_module"
+            | "mod_sysfs_teardown"
     )
 }
 

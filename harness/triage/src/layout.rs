@@ -161,16 +161,25 @@ pub fn blame_bare_addresses(finding: &mut Finding, history: &LoadHistory) {
 }
 
 /// A call through a pointer a gone module left behind, into memory a later module now holds
-/// as data: the kernel refuses to execute it ("execute NX-protected page") and names the new
+/// as data: the instruction fetch faults on a page that is there but not executable
+/// (`#PF: supervisor instruction fetch`, `permissions violation`) and the kernel names the new
 /// owner (`RIP: _note_18 [mh_trivial]`), but the pointer was into the text of the module that
-/// held the address before.
+/// held the address before, or read from a gone module's memory.
 fn stale_call_target(finding: &Finding, history: &LoadHistory) -> Option<String> {
-    if !finding.report.contains("execute NX-protected page") {
+    let executed_data = finding.report.contains("#PF: supervisor instruction fetch")
+        && finding.report.contains("permissions violation");
+    if !executed_data {
         return None;
     }
     let address = accessed_address(&finding.report)?;
-    let text_owner = history.locate_in(address, |s| s.contains("text"))?;
-    (finding.module.as_deref() != Some(text_owner.module.as_str())).then_some(text_owner.module)
+    // The pointer itself may have come from the gone module's memory, now the new owner's:
+    // then nothing was ever text there, and the module unloaded last left the pointer behind.
+    let culprit = history
+        .locate_in(address, |s| s.contains("text"))
+        .map(|l| l.module)
+        .filter(|m| finding.module.as_deref() != Some(m.as_str()))
+        .or_else(|| crate::frames::last_unloaded(&finding.report))?;
+    (finding.module.as_deref() != Some(culprit.as_str())).then_some(culprit)
 }
 
 /// For a kmemleak report: when the first located frame's function is known, the leak is in
@@ -260,8 +269,9 @@ mod tests {
 
     #[test]
     fn a_stale_call_into_a_later_modules_data_blames_the_module_whose_text_was_there() {
-        let report = "kernel tried to execute NX-protected page - exploit attempt? (uid: 0)\n\
-            BUG: unable to handle page fault for address: ffffffffc0004060\n\
+        let report = "BUG: unable to handle page fault for address: ffffffffc0004060\n\
+            #PF: supervisor instruction fetch in kernel mode\n\
+            #PF: error_code(0x0011) - permissions violation\n\
             RIP: 0010:_note_18+0x24/0x188 [mh_trivial]\n";
         let mut finding = Finding {
             kind: Kind::Oops,
@@ -288,6 +298,47 @@ mod tests {
             &[
                 (".text", 0xffffffffc0000000),
                 (".note.gnu.build-id", 0xffffffffc0004000),
+            ],
+        ));
+        blame_bare_addresses(&mut finding, &history);
+        assert_eq!(finding.module.as_deref(), Some("race_notifier_buggy"));
+    }
+
+    #[test]
+    fn a_stale_pointer_read_from_reused_memory_blames_the_module_unloaded_last() {
+        let report = "BUG: unable to handle page fault for address: ffffffffc0004060\n\
+            #PF: supervisor instruction fetch in kernel mode\n\
+            #PF: error_code(0x0011) - permissions violation\n\
+            RIP: 0010:_note_18+0x24/0x188 [mh_trivial]\n\
+            Modules linked in: mh_trivial(O+) [last unloaded: race_notifier_buggy(O)]\n";
+        let mut finding = Finding {
+            kind: Kind::Oops,
+            title: "BUG: unable to handle page fault in _note_18".into(),
+            alt_titles: Vec::new(),
+            module: Some("mh_trivial".into()),
+            corrupted: false,
+            panicked: false,
+            time_s: None,
+            guilty_frame: None,
+            report: report.into(),
+            frames: Vec::new(),
+            located: Vec::new(),
+        };
+        let mut history = LoadHistory::default();
+        history.push(load(
+            "race_notifier_buggy",
+            0x3000,
+            &[
+                (".text", 0xffffffffc0000000),
+                (".rodata", 0xffffffffc0004060),
+            ],
+        ));
+        history.push(load(
+            "mh_trivial",
+            0x3000,
+            &[
+                (".text", 0xffffffffc0000000),
+                (".note.Linux", 0xffffffffc000403c),
             ],
         ));
         blame_bare_addresses(&mut finding, &history);

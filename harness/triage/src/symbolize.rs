@@ -241,9 +241,17 @@ impl SymbolTable {
     /// The name of the sized symbol of `section` that holds `offset` (a relocatable object's
     /// values are section offsets).
     fn function_at(&self, section: &str, offset: u64) -> Option<String> {
-        self.by_name
+        // `module_init(f)` also names f `init_module` (and exit `cleanup_module`): the alias
+        // says less than the function's own name.
+        let is_alias = |name: &str| name == "init_module" || name == "cleanup_module";
+        let mut candidates: Vec<(&String, &Symbol)> = self
+            .by_name
             .iter()
             .flat_map(|(name, symbols)| symbols.iter().map(move |s| (name, s)))
+            .collect();
+        candidates.sort_by_key(|(name, _)| (is_alias(name), name.as_str()));
+        candidates
+            .into_iter()
             .find(|(_, s)| {
                 s.section == section && s.size > 0 && (s.value..s.value + s.size).contains(&offset)
             })
