@@ -1,6 +1,7 @@
 //! The guest kernel's debug checks around a plan: kmemleak before the first step and after the
 //! last, and module layouts for blaming bare addresses later.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use modharness_protocol::Event;
@@ -47,19 +48,62 @@ pub fn scan_for_leaks(kernel: &dyn Kernel) -> Event {
     }
 }
 
-/// Where the module loaded from `path` lies, when the kernel tells.
-pub fn layout(kernel: &dyn Kernel, path: &str) -> Option<Event> {
+/// Where the module loaded from `path` lies, when the kernel tells. With `sections` (a debug
+/// kernel, whose memory figures are skewed anyway) every section from sysfs, `.init.text`
+/// included, which kmemleak's allocation backtraces point into; otherwise only the base and
+/// size `/proc/modules` shows, because looking up sysfs files each cycle grows the dentry,
+/// inode and kmalloc caches that a leak verdict measures.
+pub fn layout(kernel: &dyn Kernel, path: &str, sections: bool) -> Option<Event> {
     let stem = std::path::Path::new(path).file_name()?.to_str()?;
     let name = kernel_module_name(stem.split('.').next()?);
-    let sections = kernel.module_sections(&name).ok()?;
-    let size = kernel
-        .modules()
-        .ok()
-        .and_then(|text| modharness_memory::parse_modules(&text).get(&name).copied())
-        .unwrap_or(0);
+    let modules = kernel.modules().ok()?;
+    let (size, base) = proc_modules_entry(&modules, &name)?;
+    let sections = if sections {
+        kernel.module_sections(&name).ok()?
+    } else {
+        BTreeMap::from([(".text".to_string(), base?)])
+    };
     Some(Event::ModuleLayout {
         module: name,
         size,
         sections,
     })
+}
+
+/// `name size refcount users state address [taints]` → size and address (absent when the
+/// kernel hides addresses).
+fn proc_modules_entry(text: &str, name: &str) -> Option<(u64, Option<u64>)> {
+    text.lines().find_map(|line| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() != Some(&name) {
+            return None;
+        }
+        let size = words.get(1)?.parse().ok()?;
+        let address = words
+            .get(5)
+            .and_then(|a| a.strip_prefix("0x"))
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .filter(|&a| a != 0);
+        Some((size, address))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_modules_gives_size_and_base() {
+        let text = "race_timer_buggy 12288 0 - Live 0xffffffffc0000000 (O)\nother 4096 1 - Live 0x0000000000000000\n";
+        assert_eq!(
+            proc_modules_entry(text, "race_timer_buggy"),
+            Some((12288, Some(0xffffffffc0000000)))
+        );
+        assert_eq!(
+            proc_modules_entry(text, "other"),
+            Some((4096, None)),
+            "hidden address"
+        );
+        assert_eq!(proc_modules_entry(text, "absent"), None);
+    }
 }

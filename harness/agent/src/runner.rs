@@ -350,7 +350,8 @@ impl Runner<'_> {
 
     /// Tell the host where a module just loaded lies in memory.
     fn tell_layout(&self, path: &str) {
-        if let Some(event) = debug_checks::layout(self.kernel, path) {
+        let debug = self.plan.debug.kmemleak || self.plan.debug.kasan;
+        if let Some(event) = debug_checks::layout(self.kernel, path, debug) {
             self.emit(&event);
         }
     }

@@ -50,12 +50,14 @@ fn smoke_passes_on_the_default_kernel() {
         "20 loads and 20 unloads ran: {smoke}"
     );
     assert_eq!(smoke["steps"]["failed"], 0);
-    // A trivial module leaks nothing; one late step of kernel caches on a busy host can leave
-    // 20 cycles `inconclusive` (the interval straddles the floor), never `leak`.
+    // A trivial module leaks nothing; one late step of kernel caches can leave 20 cycles
+    // `inconclusive` (the interval straddles the floor), never `leak`.
     let memory = &smoke["memory"];
     assert_ne!(memory["verdict"], "leak", "{smoke}");
+    // The point estimate of an inconclusive 20 cycles has read up to 5.7 KiB here (one
+    // kmalloc-96 slab page late); a leak as small as leak-small's 3 KiB is that scenario's test.
     assert!(
-        memory["leak_bytes_per_cycle"].as_i64().unwrap() < 1024,
+        memory["leak_bytes_per_cycle"].as_i64().unwrap() < 8192,
         "{smoke}"
     );
     let accel = report["host"]["accel"].as_str().unwrap();
