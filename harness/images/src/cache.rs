@@ -23,6 +23,26 @@ pub fn default_root() -> PathBuf {
     PathBuf::from(home).join(".cache/modharness")
 }
 
+/// A file-name-safe form of any text (a release a local image states, a package version):
+/// letters, digits and `._+-` kept, anything else `_`, never empty, `.` or `..`.
+pub fn safe_component(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        "_".into()
+    } else {
+        cleaned
+    }
+}
+
 /// An exclusive lock on a cache entry, released when dropped.
 pub struct EntryLock {
     _file: File,

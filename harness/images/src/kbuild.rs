@@ -105,17 +105,7 @@ pub fn entry_name(recipe: &Recipe, source: &SourcePackage) -> Result<String> {
         source.version.as_bytes(),
         compiler.lines().next().unwrap_or_default().as_bytes(),
     ]);
-    let version: String = source
-        .version
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || ".+-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let version = cache::safe_component(&source.version);
     Ok(format!("{}-{version}-{}", recipe.name, &digest[..12]))
 }
 

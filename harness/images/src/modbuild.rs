@@ -104,19 +104,11 @@ pub fn build(
     }
     let digest = hex_digest(&parts.iter().map(Vec::as_slice).collect::<Vec<_>>());
     // The entry's name goes onto make's command line (M=): only plain characters.
-    let dir_name: String = src
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "module".into())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let dir_name = cache::safe_component(
+        &src.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "module".into()),
+    );
     let entry = cache_root
         .join("modules")
         .join(release)

@@ -203,6 +203,22 @@ pub(crate) fn retitle_leak(finding: &mut Finding) {
 mod tests {
     use super::*;
 
+    fn finding(kind: Kind, title: &str, module: Option<&str>, report: &str) -> Finding {
+        Finding {
+            kind,
+            title: title.into(),
+            alt_titles: Vec::new(),
+            module: module.map(String::from),
+            corrupted: false,
+            panicked: false,
+            time_s: None,
+            guilty_frame: None,
+            report: report.into(),
+            frames: Vec::new(),
+            located: Vec::new(),
+        }
+    }
+
     fn load(name: &str, size: u64, sections: &[(&str, u64)]) -> LoadedModule {
         LoadedModule {
             name: name.into(),
@@ -243,28 +259,21 @@ mod tests {
             accessed_address("BUG: unable to handle page fault for address: ffffffffc0002640\n"),
             Some(0xffffffffc0002640)
         );
-        let mut finding = Finding {
-            kind: Kind::Kasan,
-            title: "KASAN: vmalloc-out-of-bounds Read in filp_flush".into(),
-            alt_titles: Vec::new(),
-            module: None,
-            corrupted: false,
-            panicked: false,
-            time_s: None,
-            guilty_frame: Some("filp_flush".into()),
-            report: report.into(),
-            frames: Vec::new(),
-            located: Vec::new(),
-        };
+        let mut found = finding(
+            Kind::Kasan,
+            "KASAN: vmalloc-out-of-bounds Read in filp_flush",
+            None,
+            report,
+        );
         let mut history = LoadHistory::default();
         history.push(load(
             "race_fops_buggy",
             0x3000,
             &[(".text", 0xffffffffc0000000), (".data", 0xffffffffc0004000)],
         ));
-        blame_bare_addresses(&mut finding, &history);
-        assert_eq!(finding.module.as_deref(), Some("race_fops_buggy"));
-        assert!(finding.located.is_empty(), "data is not a frame");
+        blame_bare_addresses(&mut found, &history);
+        assert_eq!(found.module.as_deref(), Some("race_fops_buggy"));
+        assert!(found.located.is_empty(), "data is not a frame");
     }
 
     #[test]
@@ -273,19 +282,12 @@ mod tests {
             #PF: supervisor instruction fetch in kernel mode\n\
             #PF: error_code(0x0011) - permissions violation\n\
             RIP: 0010:_note_18+0x24/0x188 [mh_trivial]\n";
-        let mut finding = Finding {
-            kind: Kind::Oops,
-            title: "BUG: unable to handle page fault in _note_18".into(),
-            alt_titles: Vec::new(),
-            module: Some("mh_trivial".into()),
-            corrupted: false,
-            panicked: false,
-            time_s: None,
-            guilty_frame: None,
-            report: report.into(),
-            frames: Vec::new(),
-            located: Vec::new(),
-        };
+        let mut found = finding(
+            Kind::Oops,
+            "BUG: unable to handle page fault in _note_18",
+            Some("mh_trivial"),
+            report,
+        );
         let mut history = LoadHistory::default();
         history.push(load(
             "race_notifier_buggy",
@@ -300,8 +302,8 @@ mod tests {
                 (".note.gnu.build-id", 0xffffffffc0004000),
             ],
         ));
-        blame_bare_addresses(&mut finding, &history);
-        assert_eq!(finding.module.as_deref(), Some("race_notifier_buggy"));
+        blame_bare_addresses(&mut found, &history);
+        assert_eq!(found.module.as_deref(), Some("race_notifier_buggy"));
     }
 
     #[test]
@@ -311,19 +313,12 @@ mod tests {
             #PF: error_code(0x0011) - permissions violation\n\
             RIP: 0010:_note_18+0x24/0x188 [mh_trivial]\n\
             Modules linked in: mh_trivial(O+) [last unloaded: race_notifier_buggy(O)]\n";
-        let mut finding = Finding {
-            kind: Kind::Oops,
-            title: "BUG: unable to handle page fault in _note_18".into(),
-            alt_titles: Vec::new(),
-            module: Some("mh_trivial".into()),
-            corrupted: false,
-            panicked: false,
-            time_s: None,
-            guilty_frame: None,
-            report: report.into(),
-            frames: Vec::new(),
-            located: Vec::new(),
-        };
+        let mut found = finding(
+            Kind::Oops,
+            "BUG: unable to handle page fault in _note_18",
+            Some("mh_trivial"),
+            report,
+        );
         let mut history = LoadHistory::default();
         history.push(load(
             "race_notifier_buggy",
@@ -341,8 +336,8 @@ mod tests {
                 (".note.Linux", 0xffffffffc000403c),
             ],
         ));
-        blame_bare_addresses(&mut finding, &history);
-        assert_eq!(finding.module.as_deref(), Some("race_notifier_buggy"));
+        blame_bare_addresses(&mut found, &history);
+        assert_eq!(found.module.as_deref(), Some("race_notifier_buggy"));
     }
 
     #[test]
@@ -370,30 +365,23 @@ mod tests {
             kmemleak:     [<ffffffffc001804f>] 0xffffffffc001804f\n\
             kmemleak:     [<ffffffff810020cd>] do_one_initcall+0xad/0x2e0\n";
         assert_eq!(bare_addresses(report), [0xffffffffc001804f]);
-        let mut finding = Finding {
-            kind: Kind::Kmemleak,
-            title: "memory leak in do_one_initcall".into(),
-            alt_titles: Vec::new(),
-            module: None,
-            corrupted: false,
-            panicked: false,
-            time_s: None,
-            guilty_frame: Some("do_one_initcall".into()),
-            report: report.into(),
-            frames: Vec::new(),
-            located: Vec::new(),
-        };
+        let mut found = finding(
+            Kind::Kmemleak,
+            "memory leak in do_one_initcall",
+            None,
+            report,
+        );
         let mut history = LoadHistory::default();
         history.push(load(
             "mh_leaky",
             0x4000,
             &[(".init.text", 0xffffffffc0018000)],
         ));
-        blame_bare_addresses(&mut finding, &history);
-        assert_eq!(finding.module.as_deref(), Some("mh_leaky"));
-        finding.located[0].function = Some("mh_leaky_init".into());
-        retitle_leak(&mut finding);
-        assert_eq!(finding.title, "memory leak in mh_leaky_init");
-        assert_eq!(finding.alt_titles, ["memory leak in do_one_initcall"]);
+        blame_bare_addresses(&mut found, &history);
+        assert_eq!(found.module.as_deref(), Some("mh_leaky"));
+        found.located[0].function = Some("mh_leaky_init".into());
+        retitle_leak(&mut found);
+        assert_eq!(found.title, "memory leak in mh_leaky_init");
+        assert_eq!(found.alt_titles, ["memory leak in do_one_initcall"]);
     }
 }

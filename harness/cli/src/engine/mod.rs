@@ -287,24 +287,7 @@ fn create_out_dir(opts: &RunOptions) -> Result<()> {
     Ok(())
 }
 
-/// A file-name-safe form of a kernel release (a local image may say anything).
-pub fn safe_component(s: &str) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._+-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
-        "_".into()
-    } else {
-        cleaned
-    }
-}
+pub use modharness_images::cache::safe_component;
 
 #[cfg(test)]
 mod tests {
