@@ -144,3 +144,40 @@ fn report_merge_joins_runs_and_writes_every_file() {
     assert_eq!(merged["runs"].as_array().unwrap().len(), 2, "{merged}");
     assert!(dir.path().join("all/junit.xml").is_file());
 }
+
+#[test]
+fn images_build_of_an_unknown_recipe_lists_the_recipes_and_is_bad_usage() {
+    let out = modharness()
+        .args(["images", "build", "debug-nosuch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no recipe") && stderr.contains("debug-mini"), "{stderr}");
+}
+
+#[test]
+fn images_build_takes_only_a_debian_source_and_a_recipe_name() {
+    for args in [
+        ["images", "build", "debug", "--from", "path:/boot/vmlinuz"],
+        ["images", "build", "../etc", "--from", "debian:6.1.0-54-amd64"],
+    ] {
+        let out = modharness().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+    }
+}
+
+#[test]
+fn a_tree_spec_that_was_never_built_is_bad_usage() {
+    let dir = scratch("tree");
+    let out = modharness()
+        .args(["run", "smoke", "--kernel"])
+        .arg(format!("tree:{}", dir.path().display()))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run make there first"));
+    assert!(!dir.path().join("out").exists(), "nothing written");
+}
