@@ -153,14 +153,23 @@ fn images_build_of_an_unknown_recipe_lists_the_recipes_and_is_bad_usage() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no recipe") && stderr.contains("debug-mini"), "{stderr}");
+    assert!(
+        stderr.contains("no recipe") && stderr.contains("debug-mini"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn images_build_takes_only_a_debian_source_and_a_recipe_name() {
     for args in [
         ["images", "build", "debug", "--from", "path:/boot/vmlinuz"],
-        ["images", "build", "../etc", "--from", "debian:6.1.0-54-amd64"],
+        [
+            "images",
+            "build",
+            "../etc",
+            "--from",
+            "debian:6.1.0-54-amd64",
+        ],
     ] {
         let out = modharness().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));

@@ -279,8 +279,11 @@ pub enum Event {
 
 impl Event {
     /// Parse one line from the control channel; `None` for anything that is not an event.
+    /// Bytes before the event's `{` are skipped: a UART may deliver a stray byte as the guest
+    /// brings it up, and that must not cost the first event (the agent's `ready`).
     pub fn parse_line(line: &str) -> Option<Event> {
-        serde_json::from_str(line.trim()).ok()
+        let line = line.trim();
+        serde_json::from_str(&line[line.find('{')?..]).ok()
     }
 
     /// The line the agent writes for this event (no trailing newline).
@@ -306,6 +309,18 @@ mod tests {
             output: None,
         };
         assert_eq!(Event::parse_line(&ev.to_line()), Some(ev));
+    }
+
+    #[test]
+    fn a_stray_byte_before_the_first_event_does_not_lose_it() {
+        let ready = Event::Ready { uptime_s: 6.2 };
+        for junk in ["\u{0}", "\u{fffd}", "\r", "xx "] {
+            assert_eq!(
+                Event::parse_line(&format!("{junk}{}", ready.to_line())),
+                Some(ready.clone())
+            );
+        }
+        assert_eq!(Event::parse_line("no event here"), None);
     }
 
     #[test]
