@@ -154,10 +154,25 @@ pub fn blame_bare_addresses(finding: &mut Finding, history: &LoadHistory) {
             .or_else(|| history.locate(accessed_address(&finding.report)?))
             .map(|l| l.module);
     }
+    if finding.module.is_none() {
+        finding.module = source_named(&finding.report, history);
+    }
     if let Some(previous) = stale_call_target(finding, history) {
         finding.module = Some(previous);
     }
     finding.located = located;
+}
+
+/// A loaded module whose own source file the report names: lockdep prints a lock by its
+/// class, and a module's lock class is named after the file that defined it
+/// (`(…/race_work_buggy.c:35)`), read from the module's memory even after it is gone.
+fn source_named(report: &str, history: &LoadHistory) -> Option<String> {
+    history
+        .loads
+        .iter()
+        .rev()
+        .find(|load| report.contains(&format!("/{}.c:", load.name)))
+        .map(|load| load.name.clone())
 }
 
 /// A call through a pointer a gone module left behind, into memory a later module now holds
@@ -338,6 +353,28 @@ mod tests {
         ));
         blame_bare_addresses(&mut found, &history);
         assert_eq!(found.module.as_deref(), Some("race_notifier_buggy"));
+    }
+
+    #[test]
+    fn a_lock_named_after_a_modules_source_file_blames_that_module() {
+        let report = "WARNING: bad unlock balance detected!\n\
+            swapper/1/0 is trying to release lock (/src/race_work_buggy/race_work_buggy.c:35) at:\n\
+            [<ffffffff813b0b3e>] call_timer_fn+0x19e/0x420\n";
+        let mut found = finding(
+            Kind::Lockdep,
+            "WARNING: bad unlock balance in __run_timers",
+            None,
+            report,
+        );
+        let mut history = LoadHistory::default();
+        history.push(load("race_work", 0x1000, &[(".text", 0xffffffffc0000000)]));
+        history.push(load(
+            "race_work_buggy",
+            0x1000,
+            &[(".text", 0xffffffffc0000000)],
+        ));
+        blame_bare_addresses(&mut found, &history);
+        assert_eq!(found.module.as_deref(), Some("race_work_buggy"));
     }
 
     #[test]
