@@ -503,7 +503,7 @@ fn images(command: ImagesCommand) -> Result<u8, Failure> {
             let k = acquire_shown(&spec, &root, &recipes)?;
             println!("{} {} {}", k.spec, k.release, k.boot_image.display());
             if debug_symbols {
-                let vmlinux = kernel::fetch_debug_vmlinux(&k, &root)?;
+                let vmlinux = modharness_images::debug_symbols::fetch_debug_vmlinux(&k, &root)?;
                 println!("debug symbols: {}", vmlinux.display());
             }
         }

@@ -9,7 +9,6 @@
 //! and optionally headers to build modules against and a modules tree to take modules from.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -271,7 +270,7 @@ pub fn acquire(spec_text: &str, sources: &Sources) -> Result<Kernel> {
             image,
             headers,
             modules,
-        } => local_kernel(spec_text, &image, headers, modules, cache_root),
+        } => crate::local::kernel(spec_text, &image, headers, modules, cache_root),
         KernelSpec::Recipe { recipe, release } => {
             let recipe = crate::recipe::load(sources.recipes, &recipe)?;
             let release = match release {
@@ -406,7 +405,7 @@ fn unpack_debian(release: &str, tmp: &Path) -> Result<()> {
         "depmod",
     )?;
     let bzimage = root.join(format!("boot/vmlinuz-{release}"));
-    if let Some(vmlinux) = extract_vmlinux(&bzimage)? {
+    if let Some(vmlinux) = crate::local::extract_vmlinux(&bzimage)? {
         let path = tmp.join("vmlinux");
         fs::write(&path, vmlinux).map_err(Error::io(&path))?;
     }
@@ -424,61 +423,6 @@ fn unpack_debian(release: &str, tmp: &Path) -> Result<()> {
         serde_json::to_vec_pretty(&manifest).expect("serializable"),
     )
     .map_err(Error::io(&path))
-}
-
-/// The kernel's vmlinux with debug info, from Debian's `linux-image-RELEASE-dbg` package (about
-/// 1 GB to download; only the vmlinux is kept), fetched into the cache on request.
-pub fn fetch_debug_vmlinux(kernel: &Kernel, cache_root: &Path) -> Result<PathBuf> {
-    let release = &kernel.release;
-    if parse_release(release).is_none() {
-        return Err(Error::Other(format!(
-            "debug symbols come from Debian's packages; {} is not a Debian kernel",
-            kernel.spec
-        )));
-    }
-    let entry = debug_entry(release, cache_root);
-    let dir = cache::get_or_make(&entry, |tmp| {
-        let package = format!("linux-image-{release}-dbg");
-        run(
-            Command::new("apt-get")
-                .args(["download", "-q", "-o", "APT::Sandbox::User=root", &package])
-                .current_dir(tmp),
-            &format!("apt-get download {package}"),
-        )?;
-        let deb = fs::read_dir(tmp)
-            .map_err(Error::io(tmp))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .ok_or_else(|| Error::Other(format!("apt-get download {package} left no .deb")))?;
-        let member = format!("./usr/lib/debug/boot/vmlinux-{release}");
-        run(
-            Command::new("sh")
-                .arg("-c")
-                .arg("dpkg-deb --fsys-tarfile \"$1\" | tar -x -C \"$2\" \"$3\"")
-                .arg("sh")
-                .arg(&deb)
-                .arg(tmp)
-                .arg(&member),
-            &format!("extracting {member} from {}", deb.display()),
-        )?;
-        fs::remove_file(&deb).map_err(Error::io(&deb))?;
-        let from = tmp.join(&member);
-        fs::rename(&from, tmp.join("vmlinux")).map_err(Error::io(&from))?;
-        fs::remove_dir_all(tmp.join("usr")).map_err(Error::io(tmp))
-    })?;
-    Ok(dir.join("vmlinux"))
-}
-
-/// The debug vmlinux of `kernel`, when [`fetch_debug_vmlinux`] has put it in the cache.
-pub fn cached_debug_vmlinux(kernel: &Kernel, cache_root: &Path) -> Option<PathBuf> {
-    let path = debug_entry(&kernel.release, cache_root).join("vmlinux");
-    path.is_file().then_some(path)
-}
-
-fn debug_entry(release: &str, cache_root: &Path) -> PathBuf {
-    cache_root
-        .join("kernels")
-        .join(format!("debian-{release}-dbg"))
 }
 
 /// The packages a Debian headers package needs for kbuild, from its `apt-cache show` text:
@@ -505,90 +449,6 @@ fn make_headers_relocatable(headers: &Path) -> Result<()> {
     let text = fs::read_to_string(&makefile).map_err(Error::io(&makefile))?;
     let fixed = text.replace("include /usr/src/", "include ../");
     fs::write(&makefile, fixed).map_err(Error::io(&makefile))
-}
-
-/// Decompress the vmlinux inside a bzImage (zstd or xz payload), or `None` when the payload is
-/// in a format not handled here. The result is an ELF whose PVH note QEMU can boot directly.
-pub fn extract_vmlinux(bzimage: &Path) -> Result<Option<Vec<u8>>> {
-    let data = fs::read(bzimage).map_err(Error::io(bzimage))?;
-    let is_elf = |v: &[u8]| v.starts_with(b"\x7fELF");
-    if let Some(at) = find(&data, b"\x28\xb5\x2f\xfd") {
-        let mut out = Vec::new();
-        let mut decoder = ruzstd::decoding::StreamingDecoder::new(&data[at..])
-            .map_err(|e| Error::Other(format!("{}: zstd: {e}", bzimage.display())))?;
-        if decoder.read_to_end(&mut out).is_ok() && is_elf(&out) {
-            return Ok(Some(out));
-        }
-    }
-    if let Some(at) = find(&data, b"\xfd7zXZ\x00") {
-        let mut out = Vec::new();
-        let mut input = &data[at..];
-        // The payload is followed by other bytes; the decoder stops at the stream's end.
-        let _ = lzma_rs::xz_decompress(&mut input, &mut out);
-        if is_elf(&out) {
-            return Ok(Some(out));
-        }
-    }
-    Ok(None)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The release string a bzImage carries in its setup header (`uname -r`).
-pub fn bzimage_release(data: &[u8]) -> Option<String> {
-    if data.get(0x202..0x206)? != b"HdrS" {
-        return None;
-    }
-    let offset = u16::from_le_bytes([*data.get(0x20e)?, *data.get(0x20f)?]) as usize + 0x200;
-    let text = data.get(offset..)?;
-    let end = text.iter().position(|&b| b == 0 || b == b' ')?;
-    std::str::from_utf8(&text[..end]).ok().map(str::to_string)
-}
-
-fn local_kernel(
-    spec: &str,
-    image: &Path,
-    headers: Option<PathBuf>,
-    modules: Option<PathBuf>,
-    cache_root: &Path,
-) -> Result<Kernel> {
-    let data = fs::read(image).map_err(Error::io(image))?;
-    let release = bzimage_release(&data).unwrap_or_else(|| "unknown".into());
-    if let Some(dir) = headers.iter().chain(&modules).find(|d| !d.is_dir()) {
-        return Err(Error::BadSpec {
-            spec: spec.into(),
-            why: format!("{} is not a directory", dir.display()),
-        });
-    }
-    // Extracting the vmlinux takes seconds; keep it, keyed by the image's content.
-    let digest = crate::modbuild::hex_digest(&[&data]);
-    let entry = cache_root
-        .join("kernels")
-        .join(format!("local-{}", &digest[..16]));
-    let dir = cache::get_or_make(&entry, |tmp| {
-        if let Some(vmlinux) = extract_vmlinux(image)? {
-            fs::write(tmp.join("vmlinux"), vmlinux).map_err(Error::io(tmp))?;
-        }
-        Ok(())
-    })?;
-    let vmlinux = dir.join("vmlinux");
-    Ok(Kernel {
-        spec: spec.to_string(),
-        boot_image: if vmlinux.is_file() {
-            vmlinux
-        } else {
-            image.to_path_buf()
-        },
-        modules_dir: modules.map(|m| m.join("lib/modules").join(&release)),
-        config: headers
-            .as_ref()
-            .map(|h| h.join(".config"))
-            .filter(|c| c.is_file()),
-        release,
-        headers,
-    })
 }
 
 #[cfg(test)]
@@ -703,15 +563,5 @@ mod tests {
             header_dependencies(show),
             ["linux-headers-6.1.0-56-common-rt", "linux-kbuild-6.1"]
         );
-    }
-
-    #[test]
-    fn bzimage_release_reads_the_setup_header() {
-        let mut image = vec![0u8; 0x400];
-        image[0x202..0x206].copy_from_slice(b"HdrS");
-        image[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
-        image[0x300..0x312].copy_from_slice(b"6.1.0-54-amd64 (x)");
-        assert_eq!(bzimage_release(&image).as_deref(), Some("6.1.0-54-amd64"));
-        assert_eq!(bzimage_release(&[0u8; 16]), None);
     }
 }

@@ -1,15 +1,20 @@
 //! Everything a VM needs on disk: kernels, built modules and initramfs images.
 //!
 //! Kernels come from Debian's packages ([`kernel`]), fetched with `apt-get download` and unpacked
-//! into a cache ([`cache`]) without touching the host's `/boot` or `/lib/modules`. Modules are
+//! into a cache ([`cache`]) without touching the host's `/boot` or `/lib/modules`, or are built
+//! here from Debian's linux-source and a recipe of `images/` ([`recipe`], [`kbuild`]), or are
+//! the user's own ([`tree`], `path:`); Debian's debug symbols on request ([`debug_symbols`]).
+//! Modules are
 //! built out of tree with kbuild against that kernel's headers ([`modbuild`]). The initramfs is a
 //! cpio archive written here, with no root and no loop devices ([`initramfs`]); a kernel's whole
 //! modules tree, for a mass probe, is a second archive appended to it ([`modpack`]).
 
 pub mod cache;
+pub mod debug_symbols;
 pub mod initramfs;
 pub mod kbuild;
 pub mod kernel;
+mod local;
 pub mod modbuild;
 pub mod modpack;
 #[cfg(test)]

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use modharness_images::kernel::{self, Kernel};
+use modharness_images::debug_symbols;
+use modharness_images::kernel::Kernel;
 use modharness_memory::{self as memory, Label, Sample, Series, Verdict};
 use modharness_report as report;
 use modharness_scenario::{self as scenario, FoundFinding, Scenario};
@@ -35,7 +36,7 @@ pub(crate) fn symbolize(
     findings: &mut [Finding],
 ) {
     let mut symbolizer = Symbolizer::new();
-    if let Some(vmlinux) = kernel::cached_debug_vmlinux(kernel, cache_root) {
+    if let Some(vmlinux) = debug_symbols::cached_debug_vmlinux(kernel, cache_root) {
         symbolizer.set_vmlinux(&vmlinux);
     }
     for (guest, host) in files {
