@@ -85,13 +85,17 @@ fn a_work_item_freed_while_queued_is_an_odebug_warning_blamed_on_the_module() {
     let scenario = &scenarios(&report)[0];
     assert_eq!(out.status.code(), Some(0), "{}\n{scenario}", describe(&out));
     let found = findings(scenario);
-    // rmmod frees the module's memory with its delayed work still queued: ODEBUG says so at
-    // the free (3 runs of 3 here), before the work runs into freed text. The module is gone
-    // by then, so only the load history names it.
+    // rmmod frees the module's memory with its delayed work still queued, and ODEBUG checks
+    // the freed range for live objects: it warned ("WARNING: ODEBUG bug") in 3 runs of 3 on an
+    // idle machine; on a loaded one the work ran into the freed text while the check was under
+    // way ("Oops in debug_check_no_obj_freed"). Either is the debug kernel's own finding, and
+    // the module, gone by then, is named by the load history.
     assert!(
-        found.iter().any(|(kind, title, module)| kind == "warning"
-            && title.starts_with("WARNING: ODEBUG bug")
-            && module == "race_work_buggy"),
+        found.iter().any(
+            |(_, title, module)| (title.starts_with("WARNING: ODEBUG bug")
+                || title.ends_with(" in debug_check_no_obj_freed"))
+                && module == "race_work_buggy"
+        ),
         "{found:?}"
     );
     assert!(report["runs"][0]["kernel"]["release"]
