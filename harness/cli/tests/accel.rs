@@ -77,8 +77,14 @@ fn auto_picks_tcg_when_qemu_aborts_setting_up_the_kvm_vcpu() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let report = report(&dir.path().join("out"));
     assert_eq!(scenarios(&report)[0]["status"], "passed", "{report}");
+    assert_eq!(report["runs"][0]["accel"], "tcg", "{report}");
+    // Usually the abort is seen first and quoted; on a loaded host the fake's TCG guest can be
+    // up before the KVM process has even exited (seen in a clean-clone CI run).
     let why = report["runs"][0]["accel_why"].as_str().unwrap();
-    assert!(why.contains("failed to set MSR"), "{why}");
+    assert!(
+        why.contains("failed to set MSR") || why.contains("no agent within"),
+        "{why}"
+    );
 }
 
 #[test]
