@@ -234,6 +234,14 @@ mod tests {
         }
     }
 
+    fn history_of(loads: Vec<LoadedModule>) -> LoadHistory {
+        let mut history = LoadHistory::default();
+        for load in loads {
+            history.push(load);
+        }
+        history
+    }
+
     fn load(name: &str, size: u64, sections: &[(&str, u64)]) -> LoadedModule {
         LoadedModule {
             name: name.into(),
@@ -244,16 +252,17 @@ mod tests {
 
     #[test]
     fn a_bare_address_is_the_module_whose_section_starts_nearest_below_it() {
-        let mut history = LoadHistory::default();
-        history.push(load(
-            "alpha",
-            0x3000,
-            &[
-                (".text", 0xffffffffc0010000),
-                (".init.text", 0xffffffffc0018000),
-            ],
-        ));
-        history.push(load("beta", 0x2000, &[(".text", 0xffffffffc0020000)]));
+        let history = history_of(vec![
+            load(
+                "alpha",
+                0x3000,
+                &[
+                    (".text", 0xffffffffc0010000),
+                    (".init.text", 0xffffffffc0018000),
+                ],
+            ),
+            load("beta", 0x2000, &[(".text", 0xffffffffc0020000)]),
+        ]);
         let at = history.locate(0xffffffffc001804f).unwrap();
         assert_eq!(
             (at.module.as_str(), at.section.as_str(), at.offset),
@@ -280,12 +289,11 @@ mod tests {
             None,
             report,
         );
-        let mut history = LoadHistory::default();
-        history.push(load(
+        let history = history_of(vec![load(
             "race_fops_buggy",
             0x3000,
             &[(".text", 0xffffffffc0000000), (".data", 0xffffffffc0004000)],
-        ));
+        )]);
         blame_bare_addresses(&mut found, &history);
         assert_eq!(found.module.as_deref(), Some("race_fops_buggy"));
         assert!(found.located.is_empty(), "data is not a frame");
@@ -303,20 +311,21 @@ mod tests {
             Some("mh_trivial"),
             report,
         );
-        let mut history = LoadHistory::default();
-        history.push(load(
-            "race_notifier_buggy",
-            0x2000,
-            &[(".text", 0xffffffffc0004000)],
-        ));
-        history.push(load(
-            "mh_trivial",
-            0x1000,
-            &[
-                (".text", 0xffffffffc0000000),
-                (".note.gnu.build-id", 0xffffffffc0004000),
-            ],
-        ));
+        let history = history_of(vec![
+            load(
+                "race_notifier_buggy",
+                0x2000,
+                &[(".text", 0xffffffffc0004000)],
+            ),
+            load(
+                "mh_trivial",
+                0x1000,
+                &[
+                    (".text", 0xffffffffc0000000),
+                    (".note.gnu.build-id", 0xffffffffc0004000),
+                ],
+            ),
+        ]);
         blame_bare_addresses(&mut found, &history);
         assert_eq!(found.module.as_deref(), Some("race_notifier_buggy"));
     }
@@ -334,23 +343,24 @@ mod tests {
             Some("mh_trivial"),
             report,
         );
-        let mut history = LoadHistory::default();
-        history.push(load(
-            "race_notifier_buggy",
-            0x3000,
-            &[
-                (".text", 0xffffffffc0000000),
-                (".rodata", 0xffffffffc0004060),
-            ],
-        ));
-        history.push(load(
-            "mh_trivial",
-            0x3000,
-            &[
-                (".text", 0xffffffffc0000000),
-                (".note.Linux", 0xffffffffc000403c),
-            ],
-        ));
+        let history = history_of(vec![
+            load(
+                "race_notifier_buggy",
+                0x3000,
+                &[
+                    (".text", 0xffffffffc0000000),
+                    (".rodata", 0xffffffffc0004060),
+                ],
+            ),
+            load(
+                "mh_trivial",
+                0x3000,
+                &[
+                    (".text", 0xffffffffc0000000),
+                    (".note.Linux", 0xffffffffc000403c),
+                ],
+            ),
+        ]);
         blame_bare_addresses(&mut found, &history);
         assert_eq!(found.module.as_deref(), Some("race_notifier_buggy"));
     }
@@ -366,13 +376,10 @@ mod tests {
             None,
             report,
         );
-        let mut history = LoadHistory::default();
-        history.push(load("race_work", 0x1000, &[(".text", 0xffffffffc0000000)]));
-        history.push(load(
-            "race_work_buggy",
-            0x1000,
-            &[(".text", 0xffffffffc0000000)],
-        ));
+        let history = history_of(vec![
+            load("race_work", 0x1000, &[(".text", 0xffffffffc0000000)]),
+            load("race_work_buggy", 0x1000, &[(".text", 0xffffffffc0000000)]),
+        ]);
         blame_bare_addresses(&mut found, &history);
         assert_eq!(found.module.as_deref(), Some("race_work_buggy"));
     }
@@ -387,9 +394,10 @@ mod tests {
 
     #[test]
     fn memory_reused_by_a_later_load_is_blamed_on_the_later_module() {
-        let mut history = LoadHistory::default();
-        history.push(load("first", 0x1000, &[(".text", 0xffffffffc0010000)]));
-        history.push(load("second", 0x1000, &[(".text", 0xffffffffc0010000)]));
+        let history = history_of(vec![
+            load("first", 0x1000, &[(".text", 0xffffffffc0010000)]),
+            load("second", 0x1000, &[(".text", 0xffffffffc0010000)]),
+        ]);
         assert_eq!(history.locate(0xffffffffc0010100).unwrap().module, "second");
     }
 
@@ -408,12 +416,11 @@ mod tests {
             None,
             report,
         );
-        let mut history = LoadHistory::default();
-        history.push(load(
+        let history = history_of(vec![load(
             "mh_leaky",
             0x4000,
             &[(".init.text", 0xffffffffc0018000)],
-        ));
+        )]);
         blame_bare_addresses(&mut found, &history);
         assert_eq!(found.module.as_deref(), Some("mh_leaky"));
         found.located[0].function = Some("mh_leaky_init".into());
