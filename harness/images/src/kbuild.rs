@@ -48,6 +48,8 @@ pub type Observer<'a> = &'a (dyn Fn(&Stage, Duration) + Sync);
 const SOURCE_MARK: &str = ".modharness-unpacked";
 const CONFIG_MARK: &str = ".modharness-recipe";
 const MANIFEST: &str = "kernel.json";
+/// The kernel's own script that copies what out-of-tree module builds need.
+const EXTMOD_HEADERS: &str = "scripts/package/install-extmod-build";
 
 /// The source package for a Debian kernel release, as apt knows it.
 pub fn source_for_release(release: &str) -> Result<SourcePackage> {
@@ -125,6 +127,14 @@ pub fn acquire(
         let started = Instant::now();
         let tell = |stage: &Stage| observe(stage, started.elapsed());
         let src = unpack_source(&work, source, &tell)?;
+        // Checked before a build of many minutes, not after it.
+        if !src.join(EXTMOD_HEADERS).is_file() {
+            return Err(Error::Other(format!(
+                "{}={} has no {EXTMOD_HEADERS}, with which newer kernels make the headers \
+                 tree --modules builds need: build a newer release (e.g. --from debian:latest)",
+                source.name, source.version
+            )));
+        }
         let out = work.join("out");
         configure(&src, &out, recipe, &name, &work, &tell)?;
         let compiled = compile(&src, &out, recipe, &work, cache_root, &tell)?;
@@ -464,7 +474,7 @@ fn install(src: &Path, out: &Path, work: &Path, tmp: &Path, release: &str) -> Re
     let headers = tmp.join("headers");
     run(
         Command::new("sh")
-            .arg(src.join("scripts/package/install-extmod-build"))
+            .arg(src.join(EXTMOD_HEADERS))
             .arg(&headers)
             .current_dir(out)
             .env("srctree", src)
