@@ -12,19 +12,18 @@ use common::*;
 
 const SPEC: &str = "debug-mini:latest";
 
-/// `modharness run SCENARIO --kernel debug-mini:latest --out DIR/out`, with its report.
-fn run_on_debug_kernel(dir: &Path, scenario: &str) -> (std::process::Output, serde_json::Value) {
+/// `modharness run SCENARIO --kernel debug-mini:latest --out DIR/out`, which must pass: its
+/// report and its scenario's findings as (kind, title, module).
+fn passing_run(dir: &Path, scenario: &str) -> (serde_json::Value, Vec<(String, String, String)>) {
     let out = modharness()
         .args(["run", scenario, "--kernel", SPEC, "--out"])
         .arg(dir.join("out"))
         .output()
         .unwrap();
     let report = report(&dir.join("out"));
-    (out, report)
-}
-
-fn findings(scenario: &serde_json::Value) -> Vec<(String, String, String)> {
-    scenario["findings"]
+    let result = &scenarios(&report)[0];
+    assert_eq!(out.status.code(), Some(0), "{}\n{result}", describe(&out));
+    let found = result["findings"]
         .as_array()
         .unwrap()
         .iter()
@@ -32,7 +31,15 @@ fn findings(scenario: &serde_json::Value) -> Vec<(String, String, String)> {
             let text = |key: &str| f[key].as_str().unwrap_or_default().to_string();
             (text("kind"), text("title"), text("module"))
         })
-        .collect()
+        .collect();
+    (report, found)
+}
+
+/// Whether one of `found` has this kind, title and module.
+fn has(found: &[(String, String, String)], kind: &str, title: &str, module: &str) -> bool {
+    found
+        .iter()
+        .any(|f| (f.0.as_str(), f.1.as_str(), f.2.as_str()) == (kind, title, module))
 }
 
 #[test]
@@ -81,19 +88,12 @@ fn the_small_debug_recipe_builds_into_a_kernel_spec() {
 #[test]
 fn a_read_of_freed_module_memory_is_a_kasan_report_blamed_on_the_module() {
     let dir = scratch("debug-fops");
-    let (out, report) = run_on_debug_kernel(dir.path(), "fops-race");
-    let scenario = &scenarios(&report)[0];
-    assert_eq!(out.status.code(), Some(0), "{}\n{scenario}", describe(&out));
-    let found = findings(scenario);
+    let (report, found) = passing_run(dir.path(), "fops-race");
     // The open file's `close()` reads the `file_operations` of a module already gone: with
     // KASAN_VMALLOC that read is reported before it faults (3 runs of 3 here). The address is
     // the gone module's data, which only the load history can name.
-    assert!(
-        found.iter().any(|(kind, title, module)| kind == "kasan"
-            && title == "KASAN: vmalloc-out-of-bounds Read in filp_flush"
-            && module == "race_fops_buggy"),
-        "{found:?}"
-    );
+    let title = "KASAN: vmalloc-out-of-bounds Read in filp_flush";
+    assert!(has(&found, "kasan", title, "race_fops_buggy"), "{found:?}");
     assert!(report["runs"][0]["kernel"]["release"]
         .as_str()
         .unwrap()
@@ -103,27 +103,20 @@ fn a_read_of_freed_module_memory_is_a_kasan_report_blamed_on_the_module() {
 #[test]
 fn a_leak_is_a_kmemleak_finding_that_names_the_module_and_its_function() {
     let dir = scratch("debug-leak");
-    let (out, report) = run_on_debug_kernel(dir.path(), "leak");
-    let scenario = &scenarios(&report)[0];
-    assert_eq!(out.status.code(), Some(0), "{}\n{scenario}", describe(&out));
-    let found = findings(scenario);
-    assert!(
-        found.iter().any(|(kind, title, module)| kind == "kmemleak"
-            && title == "memory leak in mh_leaky_init"
-            && module == "mh_leaky"),
-        "rmmod leaves the allocating frame a bare address; the load history and the module's \
-         symbols name it: {found:?}"
-    );
+    let (report, found) = passing_run(dir.path(), "leak");
+    // rmmod leaves the allocating frame a bare address; the load history and the module's
+    // symbols name it.
+    let title = "memory leak in mh_leaky_init";
+    assert!(has(&found, "kmemleak", title, "mh_leaky"), "{found:?}");
     // KASAN's quarantine holds freed objects; emptied before each sample, the growth verdict
     // still sees the leak and nothing else.
-    assert_eq!(scenario["memory"]["verdict"], "leak", "{scenario}");
+    let memory = &scenarios(&report)[0]["memory"];
+    assert_eq!(memory["verdict"], "leak", "{memory}");
 }
 
 #[test]
 fn a_fixed_twin_stays_clean_on_the_debug_kernel() {
     let dir = scratch("debug-fixed");
-    let (out, report) = run_on_debug_kernel(dir.path(), "timer-fixed");
-    let scenario = &scenarios(&report)[0];
-    assert_eq!(out.status.code(), Some(0), "{}\n{scenario}", describe(&out));
-    assert_eq!(findings(scenario), [], "{scenario}");
+    let (_, found) = passing_run(dir.path(), "timer-fixed");
+    assert_eq!(found, [], "nothing may be found");
 }
