@@ -237,8 +237,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         .out
         .unwrap_or_else(|| PathBuf::from("modharness-out").join(chrono_like_stamp()));
     let opts = RunOptions {
-        scenarios,
-        kernels,
+        cells: RunOptions::every_pair(&kernels, &scenarios),
         module_dirs: args.module_dirs,
         out_dir: out_dir.clone(),
         link_latest,

@@ -15,12 +15,14 @@ use serde::Deserialize;
 
 mod devices;
 mod locate;
+mod matrix;
 mod probe_args;
 mod step_args;
 mod yaml;
 
 pub use devices::{DEVICES, INSTALLER, INSTALLER_DEVICES};
 use locate::Segment;
+pub use matrix::{load_matrix, parse_matrix, KernelCells, Matrix, MatrixKernel};
 
 /// The step kinds this version runs, as written in a scenario file.
 pub const STEP_KINDS: &[&str] = &[

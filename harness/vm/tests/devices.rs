@@ -22,7 +22,7 @@ fn every_device_a_scenario_may_name_has_qemu_arguments_and_no_other() {
 
 #[test]
 fn the_installer_preset_goes_on_q35() {
-    assert_eq!(machine_for(&installer(), false), Machine::Q35);
+    assert_eq!(machine_for(&installer(), false, false), Machine::Q35);
 }
 
 /// How QEMU took `devices` on `machine`, paused before the first instruction and without a

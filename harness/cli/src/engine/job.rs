@@ -312,8 +312,13 @@ impl ScenarioJob<'_> {
         }
         let log = std::fs::File::create(log_path)
             .map_err(|e| Failure::infra(format!("{}: {e}", log_path.display())))?;
-        let config =
-            Shape::of(self.scenario).config(&self.opts.qemu, accel, self.kernel, &work, initrd);
+        let config = Shape::of(self.scenario, plan::slowdown(plan.debug)).config(
+            &self.opts.qemu,
+            accel,
+            self.kernel,
+            &work,
+            initrd,
+        );
         let started = boot::start(&config)
             .await
             .map_err(|e| Failure::infra(format!("{}: {e}", self.scenario.name)))?;

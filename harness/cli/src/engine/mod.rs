@@ -9,6 +9,7 @@ mod job;
 mod judge;
 mod plan;
 mod probe;
+pub mod schedule;
 mod watch;
 
 use std::collections::BTreeSet;
@@ -18,7 +19,7 @@ use std::time::{Instant, SystemTime};
 use futures::StreamExt;
 use modharness_images::{initramfs, kernel};
 use modharness_report as report;
-use modharness_scenario::{self as scenario, Scenario};
+use modharness_scenario::{self as scenario, KernelCells, Scenario};
 use modharness_vm as vm;
 use tokio::sync::{mpsc, watch as signal};
 
@@ -33,10 +34,8 @@ use plan::Shape;
 /// Everything `run` needs.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// Scenario files, in order.
-    pub scenarios: Vec<PathBuf>,
-    /// Kernel specs, in order.
-    pub kernels: Vec<String>,
+    /// The kernels, in order, each with the scenario files it runs, in order.
+    pub cells: Vec<KernelCells>,
     /// Users' module source directories.
     pub module_dirs: Vec<PathBuf>,
     /// Where report.json, junit.xml and logs/ go; created once every input has been checked,
@@ -46,7 +45,8 @@ pub struct RunOptions {
     pub link_latest: bool,
     /// How to choose the accelerator.
     pub accel: AccelChoice,
-    /// Scenarios run at once (each in its own VM).
+    /// Scenarios run at once (each in its own VM), over all kernels; bounded by the host's
+    /// cores and memory (see [`schedule::HostCapacity`]).
     pub jobs: usize,
     /// The project directory holding `guest-modules/`.
     pub home: PathBuf,
@@ -58,6 +58,19 @@ pub struct RunOptions {
     pub agent: PathBuf,
     /// The KVM device node `auto` looks for before probing (`/dev/kvm`).
     pub kvm_device: PathBuf,
+}
+
+impl RunOptions {
+    /// Every scenario file on every kernel spec: what `modharness run` asks for.
+    pub fn every_pair(kernels: &[String], scenarios: &[PathBuf]) -> Vec<KernelCells> {
+        kernels
+            .iter()
+            .map(|spec| KernelCells {
+                spec: spec.clone(),
+                scenarios: scenarios.to_vec(),
+            })
+            .collect()
+    }
 }
 
 /// What the engine tells its audience while it works.
@@ -119,7 +132,16 @@ pub fn load_scenarios(files: &[PathBuf]) -> Result<Vec<(Scenario, String)>> {
         .collect()
 }
 
-/// Run every scenario on every kernel; the report covers what ran even when `cancel` fires.
+/// A kernel ready to boot: fetched or built, its modules built, its scenarios picked.
+struct Prepared {
+    kernel: kernel::Kernel,
+    resolved: catalog::Resolved,
+    /// Indices into the loaded scenarios, in the order this kernel runs them.
+    picked: Vec<usize>,
+}
+
+/// Run every cell of `opts`; the report covers what ran even when `cancel` fires. Scenarios of
+/// all kernels share the `jobs` VMs, the most expensive first; the report keeps their order.
 pub async fn run(
     opts: &RunOptions,
     progress: mpsc::UnboundedSender<Progress>,
@@ -127,7 +149,13 @@ pub async fn run(
 ) -> Result<report::Report> {
     let started = SystemTime::now();
     let clock = Instant::now();
-    let scenarios = load_scenarios(&opts.scenarios)?;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for file in opts.cells.iter().flat_map(|c| &c.scenarios) {
+        if !files.contains(file) {
+            files.push(file.clone());
+        }
+    }
+    let scenarios = load_scenarios(&files)?;
     let catalog = Catalog::discover(&opts.home.join("guest-modules"), &opts.module_dirs)?;
     let agent = opts.agent.clone();
     if !agent.is_file() {
@@ -141,49 +169,15 @@ pub async fn run(
 
     // Every kernel fetched, every module name checked, before anything boots.
     let mut kernels = Vec::new();
-    for spec in &opts.kernels {
-        let (cache_root, recipes) = (opts.cache_root.clone(), opts.home.join("images"));
-        let (spec_owned, builds) = (spec.clone(), progress.clone());
-        let kernel = tokio::task::spawn_blocking(move || {
-            let observe = |stage: &modharness_images::kbuild::Stage, elapsed| {
-                let _ = builds.send(Progress::KernelBuild {
-                    spec: spec_owned.clone(),
-                    stage: stage.clone(),
-                    elapsed,
-                });
-            };
-            let sources = kernel::Sources {
-                cache_root: &cache_root,
-                recipes: &recipes,
-                observe: &observe,
-            };
-            kernel::acquire(&spec_owned, &sources)
-        })
-        .await
-        .map_err(Failure::infra)??;
-        for (parsed, text) in &scenarios {
-            parsed.check_modules(text, |name| {
-                catalog::is_known(&catalog, Some(&kernel), name)
-            })?;
-        }
-        let _ = progress.send(Progress::Kernel {
-            spec: kernel.spec.clone(),
-            release: kernel.release.clone(),
-        });
-        // Modules built (or taken from the cache) for this kernel: a missing header tree is bad
-        // usage, found before anything is written.
-        let names: BTreeSet<String> = scenarios
+    for cells in &opts.cells {
+        let picked: Vec<usize> = cells
+            .scenarios
             .iter()
-            .flat_map(|(s, _)| s.module_names())
+            .filter_map(|f| files.iter().position(|g| g == f))
             .collect();
-        let resolved = {
-            let (catalog, kernel, cache) =
-                (catalog.clone(), kernel.clone(), opts.cache_root.clone());
-            tokio::task::spawn_blocking(move || catalog::resolve(&catalog, &names, &kernel, &cache))
-                .await
-                .map_err(Failure::infra)??
-        };
-        kernels.push((kernel, resolved));
+        let chosen: Vec<&(Scenario, String)> = picked.iter().map(|&i| &scenarios[i]).collect();
+        kernels
+            .push(prepare_kernel(opts, &cells.spec, &chosen, &catalog, &progress, picked).await?);
     }
     create_out_dir(opts)?;
 
@@ -195,16 +189,18 @@ pub async fn run(
             accel: String::new(),
         },
     );
-    for (kernel, resolved) in &kernels {
-        let Some((first, _)) = scenarios.first() else {
-            break;
+    let mut selectors = Vec::new();
+    for prepared in &kernels {
+        let Some(&first) = prepared.picked.first() else {
+            selectors.push(None);
+            continue;
         };
         let selector = Selector::decide(
             opts.accel,
             &accel::Probe {
                 qemu: &opts.qemu,
-                kernel,
-                shape: Shape::of(first).bare(),
+                kernel: &prepared.kernel,
+                shape: Shape::of(&scenarios[first].0, 1).bare(),
                 agent: &agent,
                 busybox: &busybox,
                 cache_root: &opts.cache_root,
@@ -214,63 +210,168 @@ pub async fn run(
         )
         .await;
         let _ = progress.send(Progress::Accel {
-            kernel: kernel.spec.clone(),
+            kernel: prepared.kernel.spec.clone(),
             accel: accel::name(selector.current()).into(),
             why: selector.why(),
         });
-        // Scenarios run `jobs` at a time; results keep the scenarios' order.
-        let (selector, agent, busybox) = (&selector, agent.as_path(), busybox.as_path());
-        let runs = scenarios.iter().map(|(parsed, _)| {
-            let mut cancel = cancel.clone();
-            let progress = progress.clone();
-            async move {
-                if *cancel.borrow() {
-                    return None;
-                }
-                let _ = progress.send(Progress::ScenarioStarted {
-                    kernel: kernel.spec.clone(),
-                    scenario: parsed.name.clone(),
-                });
-                let job = ScenarioJob {
-                    scenario: parsed,
-                    kernel,
-                    resolved,
-                    accel: selector,
-                    opts,
-                    agent,
-                    busybox,
-                };
-                let result = job.run(&progress, &mut cancel).await;
-                let _ = progress.send(Progress::ScenarioFinished {
-                    kernel: kernel.spec.clone(),
-                    result: Box::new(result.clone()),
-                });
-                Some(result)
-            }
-        });
-        let results: Vec<_> = futures::stream::iter(runs)
-            .buffered(opts.jobs.max(1))
-            .collect()
-            .await;
-        let accel_used = accel::name(selector.current()).to_string();
+        selectors.push(Some(selector));
+    }
+
+    let mut results = run_cells(
+        opts, &kernels, &selectors, &scenarios, &agent, &busybox, &progress, &cancel,
+    )
+    .await;
+    results.sort_by_key(|(k, pos, _)| (*k, *pos));
+    for (k, (prepared, selector)) in kernels.iter().zip(&selectors).enumerate() {
+        let accel_used = selector
+            .as_ref()
+            .map(|s| accel::name(s.current()).to_string());
         if out.host.accel.is_empty() {
-            out.host.accel = accel_used.clone();
+            out.host.accel = accel_used.clone().unwrap_or_default();
         }
         out.runs.push(report::Run {
             kernel: report::KernelInfo {
-                spec: kernel.spec.clone(),
-                release: kernel.release.clone(),
+                spec: prepared.kernel.spec.clone(),
+                release: prepared.kernel.release.clone(),
             },
-            accel: Some(accel_used),
-            accel_why: Some(selector.why()),
-            scenarios: results.into_iter().flatten().collect(),
+            accel: accel_used,
+            accel_why: selector.as_ref().map(Selector::why),
+            scenarios: results
+                .iter()
+                .filter(|(rk, _, _)| *rk == k)
+                .map(|(_, _, r)| r.clone())
+                .collect(),
         });
-        if *cancel.borrow() {
-            break;
-        }
     }
     out.duration_s = clock.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// Fetch (or build) a kernel, check that it has every module `scenarios` name, and build the
+/// project's and the user's modules for it.
+async fn prepare_kernel(
+    opts: &RunOptions,
+    spec: &str,
+    scenarios: &[&(Scenario, String)],
+    catalog: &Catalog,
+    progress: &mpsc::UnboundedSender<Progress>,
+    picked: Vec<usize>,
+) -> Result<Prepared> {
+    let (cache_root, recipes) = (opts.cache_root.clone(), opts.home.join("images"));
+    let (spec_owned, builds) = (spec.to_string(), progress.clone());
+    let kernel = tokio::task::spawn_blocking(move || {
+        let observe = |stage: &modharness_images::kbuild::Stage, elapsed| {
+            let _ = builds.send(Progress::KernelBuild {
+                spec: spec_owned.clone(),
+                stage: stage.clone(),
+                elapsed,
+            });
+        };
+        let sources = kernel::Sources {
+            cache_root: &cache_root,
+            recipes: &recipes,
+            observe: &observe,
+        };
+        kernel::acquire(&spec_owned, &sources)
+    })
+    .await
+    .map_err(Failure::infra)??;
+    for (parsed, text) in scenarios {
+        parsed.check_modules(text, |name| catalog::is_known(catalog, Some(&kernel), name))?;
+    }
+    let _ = progress.send(Progress::Kernel {
+        spec: kernel.spec.clone(),
+        release: kernel.release.clone(),
+    });
+    // Modules built (or taken from the cache) for this kernel: a missing header tree is bad
+    // usage, found before anything is written.
+    let names: BTreeSet<String> = scenarios
+        .iter()
+        .flat_map(|(s, _)| s.module_names())
+        .collect();
+    let resolved = {
+        let (catalog, kernel, cache) = (catalog.clone(), kernel.clone(), opts.cache_root.clone());
+        tokio::task::spawn_blocking(move || catalog::resolve(&catalog, &names, &kernel, &cache))
+            .await
+            .map_err(Failure::infra)??
+    };
+    Ok(Prepared {
+        kernel,
+        resolved,
+        picked,
+    })
+}
+
+/// Run every picked scenario of every kernel, `jobs` VMs at a time and as many as the host's
+/// memory holds, longest first. Each result comes with its kernel's index and its place there.
+#[allow(clippy::too_many_arguments)]
+async fn run_cells(
+    opts: &RunOptions,
+    kernels: &[Prepared],
+    selectors: &[Option<Selector>],
+    scenarios: &[(Scenario, String)],
+    agent: &std::path::Path,
+    busybox: &std::path::Path,
+    progress: &mpsc::UnboundedSender<Progress>,
+    cancel: &signal::Receiver<bool>,
+) -> Vec<(usize, usize, report::ScenarioResult)> {
+    let mut cells = Vec::new();
+    for (k, prepared) in kernels.iter().enumerate() {
+        let slowdown = plan::slowdown(plan::debug_checks(&prepared.kernel));
+        for (pos, &index) in prepared.picked.iter().enumerate() {
+            cells.push((
+                k,
+                pos,
+                index,
+                schedule::expected_seconds(&scenarios[index].0, slowdown),
+            ));
+        }
+    }
+    let costs: Vec<f64> = cells.iter().map(|c| c.3).collect();
+    let host = schedule::HostCapacity::probe();
+    let budget = host
+        .vm_budget_mib()
+        .min(tokio::sync::Semaphore::MAX_PERMITS as u64 / 2);
+    let memory = tokio::sync::Semaphore::new(budget as usize);
+    let memory = &memory;
+    let runs = schedule::longest_first(&costs).into_iter().map(|c| {
+        let (k, pos, index, _) = cells[c];
+        let mut cancel = cancel.clone();
+        let progress = progress.clone();
+        async move {
+            let (parsed, prepared) = (&scenarios[index].0, &kernels[k]);
+            let need = schedule::vm_footprint_mib(parsed.vm.memory_mib).min(budget) as u32;
+            let _room = memory.acquire_many(need).await.ok()?;
+            if *cancel.borrow() {
+                return None;
+            }
+            let selector = selectors[k].as_ref()?;
+            let _ = progress.send(Progress::ScenarioStarted {
+                kernel: prepared.kernel.spec.clone(),
+                scenario: parsed.name.clone(),
+            });
+            let job = ScenarioJob {
+                scenario: parsed,
+                kernel: &prepared.kernel,
+                resolved: &prepared.resolved,
+                accel: selector,
+                opts,
+                agent,
+                busybox,
+            };
+            let result = job.run(&progress, &mut cancel).await;
+            let _ = progress.send(Progress::ScenarioFinished {
+                kernel: prepared.kernel.spec.clone(),
+                result: Box::new(result.clone()),
+            });
+            Some((k, pos, result))
+        }
+    });
+    futures::stream::iter(runs)
+        .buffer_unordered(host.max_jobs(opts.jobs))
+        .filter_map(|r| async move { r })
+        .collect()
+        .await
 }
 
 /// Create the output directory (and the `latest` link beside it, when asked).

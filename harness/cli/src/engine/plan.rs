@@ -29,11 +29,16 @@ pub(crate) fn plan(scenario: &Scenario, resolved: &catalog::Resolved, kernel: &K
             .steps
             .iter()
             .any(|s| matches!(s, Step::Repeat { .. } | Step::MassProbe { .. })),
-        debug: DebugChecks {
-            kmemleak: kernel.has_config("CONFIG_DEBUG_KMEMLEAK"),
-            kasan: kernel.has_config("CONFIG_KASAN"),
-        },
+        debug: debug_checks(kernel),
         resume: None,
+    }
+}
+
+/// The debug checks `kernel` was built with.
+pub(crate) fn debug_checks(kernel: &Kernel) -> DebugChecks {
+    DebugChecks {
+        kmemleak: kernel.has_config("CONFIG_DEBUG_KMEMLEAK"),
+        kasan: kernel.has_config("CONFIG_KASAN"),
     }
 }
 
@@ -135,8 +140,8 @@ pub(crate) struct Shape {
 }
 
 impl Shape {
-    /// The VM `scenario` asks for.
-    pub fn of(scenario: &Scenario) -> Shape {
+    /// The VM `scenario` asks for, on a kernel [`slowdown`] times slower than a stock one.
+    pub fn of(scenario: &Scenario, slowdown: u32) -> Shape {
         // The scenario's validation has checked every name against the device list.
         let devices: Vec<vm::Device> = vm_devices(scenario)
             .iter()
@@ -144,11 +149,11 @@ impl Shape {
             .collect();
         let host_storm = storms(&scenario.steps, "ivshmem");
         Shape {
-            machine: vm::machine_for(&devices, host_storm),
+            machine: vm::machine_for(&devices, host_storm, slowdown > 1),
             cpus: scenario.vm.cpus,
             memory_mib: scenario.vm.memory_mib,
             devices,
-            cmdline: guest_cmdline(scenario),
+            cmdline: guest_cmdline(scenario, slowdown),
             host_storm,
         }
     }
@@ -209,14 +214,31 @@ fn vm_devices(scenario: &Scenario) -> Vec<String> {
     devices
 }
 
-/// The kernel command line: the scenario's, plus `iomem=relaxed` for a guest-driven storm (the
-/// agent maps the BAR of a device whose driver holds it).
-fn guest_cmdline(scenario: &Scenario) -> String {
-    let mut extra = scenario.vm.cmdline.clone();
+/// The kernel command line: the stall detectors' thresholds scaled by `slowdown`, the scenario's
+/// own options (which win over ours), and `iomem=relaxed` for a guest-driven storm (the agent
+/// maps the BAR of a device whose driver holds it).
+fn guest_cmdline(scenario: &Scenario, slowdown: u32) -> String {
+    let mut extra = stall_thresholds(slowdown);
+    extra.push(' ');
+    extra.push_str(&scenario.vm.cmdline);
     if storms(&scenario.steps, "edu") {
         extra.push_str(" iomem=relaxed");
     }
     vm::argv::kernel_cmdline(&extra)
+}
+
+/// The RCU stall and soft-lockup thresholds for a kernel `slowdown` times slower than stock,
+/// empty on a stock kernel. Their defaults (21 s, 20 s) say "too long for real hardware"; under
+/// emulation a debug kernel spends longer than that in code that is merely slow (measured:
+/// ACPI's `_PRT` evaluation in `pci_enable_device` took 23 s on debug-mini under TCG), which would
+/// report a stall in every driver probe. The kernel caps them at 300 s and 60 s (a lockup at 2×).
+fn stall_thresholds(slowdown: u32) -> String {
+    if slowdown <= 1 {
+        return String::new();
+    }
+    let rcu_s = (21 * slowdown).min(300);
+    let watchdog_s = (10 * slowdown).min(60);
+    format!("rcupdate.rcu_cpu_stall_timeout={rcu_s} watchdog_thresh={watchdog_s}")
 }
 
 #[cfg(test)]
@@ -231,7 +253,7 @@ mod tests {
     fn a_guest_driven_storm_adds_its_device_and_relaxed_iomem_on_pc() {
         let s =
             scenario("name: s\nsteps:\n  - irq_storm: { device: edu, rate: 10, duration: 1s }\n");
-        let shape = Shape::of(&s);
+        let shape = Shape::of(&s, 1);
         assert_eq!(shape.machine, Machine::Pc);
         assert_eq!(shape.devices, [vm::Device::from_name("edu").unwrap()]);
         assert!(
@@ -246,11 +268,28 @@ mod tests {
         let s = scenario(
             "name: s\nvm: { cpus: 3, memory: 768M, cmdline: quiet }\nsteps:\n  - sleep: 1ms\n",
         );
-        let bare = Shape::of(&s).bare();
+        let bare = Shape::of(&s, 1).bare();
         assert_eq!(
             (bare.machine, bare.cpus, bare.memory_mib),
             (Machine::Microvm, 3, 768)
         );
         assert_eq!(bare.cmdline, vm::argv::kernel_cmdline(""));
+    }
+
+    #[test]
+    fn stall_detectors_wait_longer_on_slow_kernels_and_the_scenario_still_wins() {
+        let s = scenario("name: s\nvm: { cmdline: watchdog_thresh=5 }\nsteps:\n  - sleep: 1ms\n");
+        assert_eq!(
+            Shape::of(&s, 1).cmdline,
+            vm::argv::kernel_cmdline("watchdog_thresh=5")
+        );
+        let slow = Shape::of(&s, 8).cmdline;
+        assert!(
+            slow.starts_with(
+                "rcupdate.rcu_cpu_stall_timeout=168 watchdog_thresh=60 watchdog_thresh=5 "
+            ),
+            "{slow}"
+        );
+        assert!(stall_thresholds(20).contains("rcu_cpu_stall_timeout=300"));
     }
 }
