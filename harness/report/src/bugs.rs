@@ -38,6 +38,7 @@ pub(crate) fn collect(runs: &[Run]) -> Vec<Bug> {
                         module: finding.module.clone(),
                         expected: finding.expected,
                         occurrences: vec![occurrence],
+                        baseline: None,
                     }),
                 }
             }

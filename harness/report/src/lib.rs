@@ -5,6 +5,7 @@
 //! dashboard) never sees half a file.
 
 mod atomic;
+mod baseline;
 mod bugs;
 mod html;
 mod junit;
@@ -23,6 +24,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub use atomic::write_atomic;
+pub use baseline::{BugLabel, Comparison, StatusChange};
 pub use modharness_memory::{Growth, Series, Source};
 pub use probe::{MassProbeResult, ProbeModuleResult, ProbeRoundResult};
 
@@ -55,6 +57,9 @@ pub struct Report {
     /// the scenario or kernel. Filled by [`Report::collect_bugs`].
     #[serde(default)]
     pub bugs: Vec<Bug>,
+    /// What changed since a baseline report, when one was given (see [`Report::compare_with`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
 }
 
 /// One distinct bug: every finding of a run that has its title.
@@ -71,6 +76,9 @@ pub struct Bug {
     pub expected: bool,
     /// Where it was found, in report order; a scenario that found it twice counts once.
     pub occurrences: Vec<Occurrence>,
+    /// Against the baseline, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BugLabel>,
 }
 
 /// A scenario on a kernel where a bug was found.
@@ -379,6 +387,7 @@ impl Report {
             host,
             runs: Vec::new(),
             bugs: Vec::new(),
+            comparison: None,
         }
     }
 
@@ -465,8 +474,10 @@ impl Report {
 
     /// Combines several reports (e.g. the shards of a matrix) into one.
     ///
-    /// - Runs are concatenated in input order; runs of the same kernel `spec` become one run
-    ///   whose scenarios are concatenated (the first non-empty `release` wins).
+    /// - Runs of the same kernel `spec` become one run (the first non-empty `release` wins);
+    ///   runs are ordered by spec and scenarios by name, each scenario once (a verdict beats an
+    ///   infrastructure error), so the order of the inputs does not matter and merging a
+    ///   report with itself changes nothing.
     /// - `started_at` is the earliest start.
     /// - `duration_s` is the **span** from the earliest start to the latest end
     ///   (`started_at + duration_s` of each report), which is the wall-clock time whether the
@@ -474,7 +485,7 @@ impl Report {
     ///   parsed (or a duration is negative or not finite) the span is unknowable and the
     ///   **maximum** duration is used instead.
     /// - `host` fields are kept when all reports agree, otherwise the distinct values are
-    ///   joined with `", "`.
+    ///   sorted and joined with `", "`.
     /// - `bugs` are recomputed over the merged runs.
     /// - Merging no reports gives an empty report with an empty `started_at`.
     pub fn merge(reports: Vec<Report>) -> Report {

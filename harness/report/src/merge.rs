@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, FixedOffset, TimeDelta};
 
-use crate::{Host, Report, Run, SCHEMA_VERSION};
+use crate::{Host, Report, Run, Status, SCHEMA_VERSION};
 
 /// See [`Report::merge`] for the rules.
 pub(crate) fn merge(reports: Vec<Report>) -> Report {
@@ -39,9 +39,28 @@ pub(crate) fn merge(reports: Vec<Report>) -> Report {
         host,
         runs,
         bugs: Vec::new(),
+        comparison: None,
     };
+    canonical_order(&mut merged.runs);
     merged.collect_bugs();
     merged
+}
+
+/// Kernels by spec, scenarios by name, each scenario once: what makes a merge independent of the
+/// order of its inputs, and merging a report again with itself a no-op. Of two results for one
+/// scenario (a shard run twice), a verdict beats an infrastructure error; then the later log.
+fn canonical_order(runs: &mut [Run]) {
+    runs.sort_by(|a, b| a.kernel.spec.cmp(&b.kernel.spec));
+    for run in runs {
+        run.scenarios.sort_by(|a, b| {
+            a.name
+                .cmp(&b.name)
+                .then((b.status == Status::Error).cmp(&(a.status == Status::Error)))
+                .then(b.console_log.cmp(&a.console_log))
+        });
+        run.scenarios
+            .dedup_by(|later, kept| later.name == kept.name);
+    }
 }
 
 /// The `started_at` text of the earliest report: compared as instants when every one parses,
@@ -92,5 +111,6 @@ fn distinct_joined<'a>(values: impl Iterator<Item = &'a str>) -> String {
             distinct.push(value);
         }
     }
+    distinct.sort_unstable();
     distinct.join(", ")
 }

@@ -136,6 +136,7 @@ fn report(scenarios: Vec<ScenarioResult>) -> Report {
             scenarios,
         }],
         bugs: Vec::new(),
+        comparison: None,
     }
 }
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use modharness_report::{
-    write_atomic, Bug, FindingEntry, Host, KernelInfo, MemoryResult, Report, ReportError, Run,
-    ScenarioResult, Series, Status, StepStats,
+    write_atomic, Bug, BugLabel, FindingEntry, Host, KernelInfo, MemoryResult, Report, ReportError,
+    Run, ScenarioResult, Series, Status, StepStats,
 };
 
 /// A fresh, empty directory for one test.
@@ -111,6 +111,7 @@ fn sample_report() -> Report {
             scenarios: vec![passed, failed, error],
         }],
         bugs: Vec::new(),
+        comparison: None,
     }
 }
 
@@ -439,6 +440,7 @@ fn shard(started_at: &str, duration_s: f64, runs: Vec<Run>) -> Report {
         },
         runs,
         bugs: Vec::new(),
+        comparison: None,
     }
 }
 
@@ -455,7 +457,7 @@ fn run_of(spec: &str, names: &[&str]) -> Run {
 }
 
 #[test]
-fn merge_joins_runs_of_the_same_kernel_and_keeps_others_in_order() {
+fn merge_joins_runs_of_the_same_kernel_in_canonical_order() {
     let first = shard(
         "2025-11-25T12:00:00Z",
         100.0,
@@ -477,7 +479,7 @@ fn merge_joins_runs_of_the_same_kernel_and_keeps_others_in_order() {
     // Span: from 11:59:00 (earliest start) to 12:01:40 (the first shard's end).
     assert_eq!(merged.duration_s, 160.0);
     assert_eq!(merged.host.qemu, "7.2.22");
-    assert_eq!(merged.host.accel, "tcg, kvm");
+    assert_eq!(merged.host.accel, "kvm, tcg");
     let layout: Vec<(&str, Vec<&str>)> = merged
         .runs
         .iter()
@@ -777,21 +779,21 @@ fn merge_recomputes_bugs_over_all_shards() {
     assert_eq!(
         bug_titles(&merged.bugs),
         [
-            "BUG: unable to handle page fault in __run_timers",
-            "WARNING in race_work_exit",
             "memory leak of 8 KiB per cycle",
+            "BUG: unable to handle page fault in __run_timers",
             "WARNING in module_put",
+            "WARNING in race_work_exit",
         ]
     );
-    let scenarios: Vec<&str> = merged.bugs[0]
+    let scenarios: Vec<&str> = merged.bugs[1]
         .occurrences
         .iter()
         .map(|o| o.scenario.as_str())
         .collect();
-    // Runs of the same kernel are joined, so 6.1's scenarios come before 6.12's.
+    // Runs of the same kernel are joined, so 6.1's scenarios (by name) come before 6.12's.
     assert_eq!(
         scenarios,
-        ["timer-race", "work-race", "selfput-race", "timer-race"]
+        ["selfput-race", "timer-race", "work-race", "timer-race"]
     );
 }
 
@@ -975,4 +977,82 @@ fn html_plots_memory_as_inline_svg_that_is_strict_xml_with_guest_names_escaped()
         !page.contains("http"),
         "no external assets, no namespace URL either"
     );
+}
+
+#[test]
+fn merge_ignores_input_order_and_merging_again_changes_nothing() {
+    let first = shard(
+        "2025-11-25T12:00:00Z",
+        100.0,
+        vec![
+            run_of("debian:latest", &["smoke", "leak"]),
+            run_of("debug:latest", &["a"]),
+        ],
+    );
+    let second = shard(
+        "2025-11-25T12:00:10Z",
+        50.0,
+        vec![run_of("debian:latest", &["timer-race"])],
+    );
+    let forward = Report::merge(vec![first.clone(), second.clone()]);
+    let backward = Report::merge(vec![second.clone(), first]);
+    assert_eq!(forward, backward);
+    assert_eq!(
+        Report::merge(vec![forward.clone(), forward.clone()]),
+        forward
+    );
+    assert_eq!(Report::merge(vec![forward.clone(), second]), forward);
+}
+
+/// One night of `timer-race` (with these bug titles) and `smoke` on debian:latest.
+fn night(titles: &[&str], status: Status) -> Report {
+    let mut timer = scenario("timer-race", status);
+    for title in titles {
+        timer
+            .findings
+            .push(finding("oops", title, Some("race_timer_buggy"), false));
+    }
+    let mut report = shard(
+        "2025-11-25T12:00:00Z",
+        10.0,
+        vec![Run {
+            accel: None,
+            accel_why: None,
+            kernel: kernel("debian:latest", "6.12.118+deb12-amd64"),
+            scenarios: vec![timer, scenario("smoke", Status::Passed)],
+        }],
+    );
+    report.collect_bugs();
+    report
+}
+
+#[test]
+fn a_baseline_labels_bugs_new_still_and_fixed_and_lists_status_changes() {
+    let yesterday = night(&["old bug", "gone bug"], Status::Passed);
+    let mut today = night(&["old bug", "fresh bug"], Status::Failed);
+    today.compare_with(&yesterday);
+    let labels: Vec<_> = today
+        .bugs
+        .iter()
+        .map(|b| (b.title.as_str(), b.baseline))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("old bug", Some(BugLabel::Still)),
+            ("fresh bug", Some(BugLabel::New))
+        ]
+    );
+    let comparison = today.comparison.clone().unwrap();
+    assert_eq!(bug_titles(&comparison.fixed), ["gone bug"]);
+    assert_eq!(comparison.changes.len(), 1);
+    assert!(comparison.changes[0].is_new_failure());
+    assert!(today.has_new_failures());
+
+    // The same night again: nothing new, nothing fixed, no change, though it still fails.
+    let mut again = night(&["old bug", "fresh bug"], Status::Failed);
+    again.compare_with(&today);
+    assert!(!again.has_new_failures());
+    let comparison = again.comparison.unwrap();
+    assert!(comparison.fixed.is_empty() && comparison.changes.is_empty());
 }
