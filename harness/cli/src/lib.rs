@@ -9,5 +9,6 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod home;
+pub mod matrix;
 
 pub use error::{Failure, Result};

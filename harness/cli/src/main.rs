@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use modharness::engine::{self, AccelChoice, Progress, RunOptions};
 use modharness::error::{Failure, EXIT_INFRA};
-use modharness::{build_view, catalog, home};
+use modharness::{build_view, catalog, home, matrix};
 use modharness_images::{cache, kernel};
 use modharness_report as report;
 
@@ -30,6 +30,12 @@ enum Command {
         after_help = "Examples:\n  modharness run                                   # every scenario in scenarios/, newest Debian kernel\n  modharness run smoke timer-race --kernel debian:latest --kernel debian:6.1.0-54-amd64\n  modharness run my.yaml --modules ~/src/mydriver --out /tmp/r\n  modharness run smoke --kernel path:arch/x86/boot/bzImage,headers=.,modules=/tmp/modroot"
     )]
     Run(RunArgs),
+    /// Run a kernel matrix (kernels × scenarios, ci/matrix.yaml by default), or one shard of it,
+    /// and compare it with a baseline report.
+    #[command(
+        after_help = "Examples:\n  modharness matrix                                   # every cell of ci/matrix.yaml\n  modharness matrix --shard 2/4 --out shard2          # this CI job's quarter\n  modharness matrix --baseline last-night/report.json # label bugs new / still / fixed\n\nExit codes: 0 nothing new failed, 1 a new failure (with --baseline: a scenario that did not fail in the baseline, or a new unexpected bug; without: any failed scenario), 2 bad input, 3 infrastructure error."
+    )]
+    Matrix(MatrixArgs),
     /// Find crashes in console logs (files, or - for standard input).
     #[command(
         after_help = "Examples:\n  modharness triage modharness-out/latest/logs/*/*.console.log\n  dmesg | modharness triage - --json\n\nExit 0 when nothing was found, 1 when something was."
@@ -150,11 +156,47 @@ struct RunArgs {
     jobs: u16,
 }
 
+#[derive(clap::Args)]
+struct MatrixArgs {
+    /// The matrix file (default: ci/matrix.yaml of the project).
+    #[arg(long, value_name = "FILE")]
+    matrix: Option<PathBuf>,
+    /// Run only shard I of N, split evenly by expected cost (the same split in every job).
+    #[arg(long, value_name = "I/N", value_parser = matrix::parse_shard)]
+    shard: Option<(u32, u32)>,
+    /// VMs at once, over all kernels (bounded by the host's cores and memory).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+    /// Output directory (default: a new directory under ./modharness-out/, linked as latest).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// A previous night's report.json: bugs are labelled new, still or fixed, and the exit code
+    /// counts only new failures.
+    #[arg(long, value_name = "REPORT_JSON")]
+    baseline: Option<PathBuf>,
+    /// A module source directory whose modules the scenarios may load. Repeatable.
+    #[arg(long = "modules", value_name = "DIR")]
+    module_dirs: Vec<PathBuf>,
+    /// Accelerator, as for `run`.
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: AccelArg,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum AccelArg {
     Auto,
     Kvm,
     Tcg,
+}
+
+impl From<AccelArg> for AccelChoice {
+    fn from(arg: AccelArg) -> AccelChoice {
+        match arg {
+            AccelArg::Auto => AccelChoice::Auto,
+            AccelArg::Kvm => AccelChoice::Kvm,
+            AccelArg::Tcg => AccelChoice::Tcg,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -167,6 +209,7 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Run(args) => run(args),
+        Command::Matrix(args) => run_matrix(args),
         Command::Triage { logs, json } => triage(&logs, json),
         Command::Validate {
             scenarios,
@@ -188,19 +231,8 @@ fn main() -> ExitCode {
 fn scenario_files(args: &[String], home: &Path) -> Result<Vec<PathBuf>, Failure> {
     let dir = home.join("scenarios");
     if args.is_empty() {
-        let all = modharness_scenario::bundled_scenarios(&dir);
-        if all.is_empty() {
-            return Err(Failure::usage(format!("no scenarios in {}", dir.display())));
-        }
         // The default suite leaves out the long scenarios; naming one runs it.
-        let files: Vec<PathBuf> = all.iter().map(|n| dir.join(format!("{n}.yaml"))).collect();
-        let scenarios = engine::load_scenarios(&files)?;
-        return Ok(files
-            .into_iter()
-            .zip(scenarios)
-            .filter(|(_, (scenario, _))| !scenario.long)
-            .map(|(file, _)| file)
-            .collect());
+        return matrix::default_suite(home);
     }
     args.iter()
         .map(|a| modharness_scenario::find_scenario(a, &dir).map_err(Failure::from))
@@ -241,11 +273,7 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         module_dirs: args.module_dirs,
         out_dir: out_dir.clone(),
         link_latest,
-        accel: match args.accel {
-            AccelArg::Auto => AccelChoice::Auto,
-            AccelArg::Kvm => AccelChoice::Kvm,
-            AccelArg::Tcg => AccelChoice::Tcg,
-        },
+        accel: args.accel.into(),
         jobs: usize::from(args.jobs),
         home,
         cache_root: cache::default_root(),
@@ -253,6 +281,24 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         agent: home::agent_binary(),
         kvm_device: home::kvm_device(),
     };
+    let mut report = execute(&opts)?;
+    report.collect_bugs();
+    report
+        .write_all(&out_dir)
+        .map_err(|e| Failure::infra(format!("{}: {e}", out_dir.display())))?;
+    println!("{}", report.summary());
+    println!("report: {}", out_dir.join(report::REPORT_JSON).display());
+    let statuses: Vec<report::Status> = report
+        .runs
+        .iter()
+        .flat_map(|r| r.scenarios.iter().map(|s| s.status))
+        .collect();
+    Ok(exit_code(&statuses))
+}
+
+/// Runs the engine with progress on stderr; the first Ctrl-C (or SIGTERM) stops it and keeps
+/// what ran, the second kills every VM at once.
+fn execute(opts: &RunOptions) -> Result<report::Report, Failure> {
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::infra)?;
     runtime.block_on(async move {
         let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -279,22 +325,52 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
                 print_progress(&event);
             }
         });
-        let outcome = engine::run(&opts, progress_tx, cancel_rx).await;
+        let outcome = engine::run(opts, progress_tx, cancel_rx).await;
         let _ = printer.await;
-        let mut report = outcome?;
-        report.collect_bugs();
-        report.write_json(&out_dir).map_err(|e| Failure::infra(format!("{}: {e}", out_dir.display())))?;
-        report.write_junit(&out_dir).map_err(|e| Failure::infra(format!("{}: {e}", out_dir.display())))?;
-        report.write_html(&out_dir).map_err(|e| Failure::infra(format!("{}: {e}", out_dir.display())))?;
-        println!("{}", report.summary());
-        println!("report: {}", out_dir.join(report::REPORT_JSON).display());
-        let statuses: Vec<report::Status> = report
-            .runs
-            .iter()
-            .flat_map(|r| r.scenarios.iter().map(|s| s.status))
-            .collect();
-        Ok(exit_code(&statuses))
+        outcome
     })
+}
+
+fn run_matrix(args: MatrixArgs) -> Result<u8, Failure> {
+    let home = home::project_home();
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(|path| report::Report::load(path).map_err(Failure::usage))
+        .transpose()?;
+    let file = args.matrix.unwrap_or_else(|| matrix::default_matrix(&home));
+    let cells = matrix::cells(&file, &home, args.shard, baseline.as_ref())?;
+    let link_latest = args.out.is_none();
+    let out_dir = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("modharness-out").join(chrono_like_stamp()));
+    let opts = RunOptions {
+        cells,
+        module_dirs: args.module_dirs,
+        out_dir: out_dir.clone(),
+        link_latest,
+        accel: args.accel.into(),
+        jobs: usize::from(args.jobs),
+        home,
+        cache_root: cache::default_root(),
+        qemu: home::qemu_binary(),
+        agent: home::agent_binary(),
+        kvm_device: home::kvm_device(),
+    };
+    // Through the merge: a shard's report is in the canonical order that merged shards have.
+    let mut report = report::Report::merge(vec![execute(&opts)?]);
+    if let Some(baseline) = &baseline {
+        report.compare_with(baseline);
+    }
+    report
+        .write_all(&out_dir)
+        .map_err(|e| Failure::infra(format!("{}: {e}", out_dir.display())))?;
+    if let Some(news) = report.comparison_text() {
+        println!("{news}");
+    }
+    println!("{}", report.summary());
+    println!("report: {}", out_dir.join(report::REPORT_JSON).display());
+    Ok(matrix::exit_code(&report))
 }
 
 /// The exit code of a run: a failed scenario (1) is news about the modules under test and wins
@@ -482,11 +558,9 @@ fn merge_reports(out: &Path, inputs: &[PathBuf]) -> Result<u8, Failure> {
     let merged = report::Report::merge(reports);
     std::fs::create_dir_all(out)
         .map_err(|e| Failure::usage(format!("--out {}: {e}", out.display())))?;
-    let written = merged
-        .write_json(out)
-        .and_then(|()| merged.write_junit(out))
-        .and_then(|()| merged.write_html(out));
-    written.map_err(|e| Failure::infra(format!("{}: {e}", out.display())))?;
+    merged
+        .write_all(out)
+        .map_err(|e| Failure::infra(format!("{}: {e}", out.display())))?;
     println!("{}", merged.summary());
     Ok(0)
 }

@@ -107,6 +107,47 @@ impl Report {
             .map(|s| s.status)
     }
 
+    /// What is new since the baseline, for the terminal, before the summary: new failures and
+    /// new bugs first, then what was fixed and what stays broken. `None` without a baseline.
+    pub fn comparison_text(&self) -> Option<String> {
+        let comparison = self.comparison.as_ref()?;
+        let mut text = format!("Against the baseline of {}:\n", comparison.baseline_started_at);
+        let title = |bug: &Bug| {
+            let shown = crate::text::replace_undisplayable(&bug.title, '?').into_owned();
+            match &bug.module {
+                Some(m) => format!("{shown} (module {m})"),
+                None => shown,
+            }
+        };
+        let mut lines = Vec::new();
+        for change in comparison.changes.iter().filter(|c| c.is_new_failure()) {
+            lines.push(format!("  NEW FAILURE  {} on {}", change.scenario, change.kernel));
+        }
+        for bug in self.bugs.iter().filter(|b| b.baseline == Some(BugLabel::New)) {
+            let word = if bug.expected { "new (expected)" } else { "NEW" };
+            lines.push(format!("  {word:<12} {}", title(bug)));
+        }
+        for bug in &comparison.fixed {
+            lines.push(format!("  fixed        {}", title(bug)));
+        }
+        for change in comparison.changes.iter().filter(|c| !c.is_new_failure()) {
+            let was = change.was.map_or("not run", |s| s.label());
+            lines.push(format!(
+                "  changed      {} on {}: {was} -> {}",
+                change.scenario,
+                change.kernel,
+                change.now.label()
+            ));
+        }
+        let still = self.bugs.iter().filter(|b| b.baseline == Some(BugLabel::Still)).count();
+        if lines.is_empty() {
+            lines.push("  nothing new".into());
+        }
+        text.push_str(&lines.join("\n"));
+        text.push_str(&format!("\n  {still} bug(s) still there"));
+        Some(text)
+    }
+
     /// Whether the comparison shows something that was not broken before: a scenario that
     /// newly fails, or a new unexpected bug. Without a comparison, any failed scenario.
     pub fn has_new_failures(&self) -> bool {

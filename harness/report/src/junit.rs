@@ -30,6 +30,17 @@ pub(crate) fn render(report: &Report, out_dir: &Path) -> io::Result<String> {
         if let Some(started_at) = started_at {
             suite.set_timestamp(started_at);
         }
+        // What a dashboard groups and filters by; none of it is text from the guest.
+        let accel = run.accel.as_deref().unwrap_or(&report.host.accel);
+        for (name, value) in [
+            ("kernel.spec", run.kernel.spec.as_str()),
+            ("kernel.release", run.kernel.release.as_str()),
+            ("kernel.flavour", flavour(&run.kernel.spec, &run.kernel.release)),
+            ("accel", accel),
+            ("qemu.version", report.host.qemu.as_str()),
+        ] {
+            suite.add_property(Property::new(name, xml_string(value)));
+        }
         suite.set_time(seconds(
             run.scenarios
                 .iter()
@@ -49,14 +60,21 @@ fn test_case(scenario: &ScenarioResult, release: &str, out_dir: &Path) -> io::Re
         Status::Passed => TestCaseStatus::success(),
         Status::Failed => {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            let message = if scenario.failures.is_empty() {
-                "scenario failed".to_owned()
-            } else {
-                scenario.failures.join("; ")
-            };
+            // The first finding's title is what a dashboard lists; every failure is in the body.
+            let message = scenario
+                .findings
+                .iter()
+                .find(|f| !f.expected)
+                .map(|f| f.title.clone())
+                .or_else(|| scenario.failures.first().cloned())
+                .unwrap_or_else(|| "scenario failed".to_owned());
             status
                 .set_message(xml_string(&message))
-                .set_description(xml_string(&findings_text(&scenario.findings)));
+                .set_description(xml_string(&format!(
+                    "{}\n\n{}",
+                    scenario.failures.join("\n"),
+                    findings_text(&scenario.findings)
+                )));
             status
         }
         Status::Error => {
@@ -150,6 +168,18 @@ pub(crate) fn console_tail(path: &Path) -> io::Result<String> {
         skipped + line_start as u64,
         String::from_utf8_lossy(&bytes[line_start..])
     ))
+}
+
+/// The flavour of a kernel: Debian's (`6.12.118+deb12-rt-amd64` → `rt-amd64`), else the kind
+/// of spec it came from (`debug`, `debug-mini`, `path`, `tree`).
+fn flavour<'a>(spec: &'a str, release: &'a str) -> &'a str {
+    if !spec.starts_with("debian:") {
+        return spec.split(':').next().unwrap_or(spec);
+    }
+    ["cloud-amd64", "rt-amd64"]
+        .into_iter()
+        .find(|f| release.ends_with(f))
+        .unwrap_or_else(|| release.rsplit('-').next().unwrap_or(release))
 }
 
 /// A duration from seconds that came from a file: negative, NaN or huge values become zero

@@ -9,6 +9,7 @@ mod baseline;
 mod bugs;
 mod html;
 mod junit;
+mod kcidb;
 mod merge;
 mod plot;
 mod probe;
@@ -39,6 +40,8 @@ pub const REPORT_JSON: &str = "report.json";
 pub const JUNIT_XML: &str = "junit.xml";
 /// The HTML report file name inside an out dir.
 pub const REPORT_HTML: &str = "report.html";
+/// The KCIDB (KernelCI results) file name inside an out dir.
+pub const REPORT_KCIDB: &str = "report.kcidb.json";
 
 /// A whole run: every kernel, every scenario. Serialized as `report.json`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -424,6 +427,24 @@ impl Report {
         let xml = junit::render(self, out_dir)?;
         std::fs::create_dir_all(out_dir)?;
         write_atomic(&out_dir.join(JUNIT_XML), xml.as_bytes())
+    }
+
+    /// Writes `out_dir/report.kcidb.json`: the run in KernelCI's KCIDB format (schema 5.3), with
+    /// the console tails of failed scenarios as log excerpts.
+    pub fn write_kcidb(&self, out_dir: &Path) -> io::Result<()> {
+        let mut json = serde_json::to_vec_pretty(&kcidb::render(self, out_dir)).map_err(io::Error::other)?;
+        json.push(b'\n');
+        std::fs::create_dir_all(out_dir)?;
+        write_atomic(&out_dir.join(REPORT_KCIDB), &json)
+    }
+
+    /// Writes every output of a run into `out_dir`: report.json, junit.xml, report.html and
+    /// report.kcidb.json.
+    pub fn write_all(&self, out_dir: &Path) -> io::Result<()> {
+        self.write_json(out_dir)?;
+        self.write_junit(out_dir)?;
+        self.write_html(out_dir)?;
+        self.write_kcidb(out_dir)
     }
 
     /// Writes `out_dir/report.html`, a self-contained page with no external assets, creating

@@ -309,11 +309,14 @@ fn junit_from_hostile_console_bytes_is_well_formed_xml() {
         .unwrap();
     assert_eq!(
         failure.attribute("message"),
-        Some("unexpected warning: ]]>; expected oops from module race_timer did not appear")
+        Some("WARNING in foo ]]> <b>")
     );
     assert_eq!(
         failure.text(),
-        Some("oops: WARNING in foo ]]> <b> (module race_work)\n")
+        Some(
+            "unexpected warning: ]]>\nexpected oops from module race_timer did not appear\n\n\
+             oops: WARNING in foo ]]> <b> (module race_work)\n"
+        )
     );
     let error = cases[2]
         .children()
