@@ -61,7 +61,11 @@ pub fn cells(
     baseline: Option<&Report>,
 ) -> Result<Vec<KernelCells>> {
     let matrix = scenario::load_matrix(matrix_file)?;
-    matrix.check_specs(|spec| KernelSpec::parse(spec).map(|_| ()).map_err(|e| e.to_string()))?;
+    matrix.check_specs(|spec| {
+        KernelSpec::parse(spec)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })?;
     let suite = match matrix.scenarios {
         None if matrix.kernels.iter().any(|k| k.scenarios.is_none()) => default_suite(home)?,
         _ => Vec::new(),
@@ -83,9 +87,7 @@ pub fn cells(
     let shard_of = schedule::partition(&costs, count);
     let mut next = shard_of.into_iter();
     for kernel in &mut all {
-        kernel
-            .scenarios
-            .retain(|_| next.next() == Some(index - 1));
+        kernel.scenarios.retain(|_| next.next() == Some(index - 1));
     }
     all.retain(|k| !k.scenarios.is_empty());
     Ok(all)

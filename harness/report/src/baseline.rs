@@ -111,7 +111,10 @@ impl Report {
     /// new bugs first, then what was fixed and what stays broken. `None` without a baseline.
     pub fn comparison_text(&self) -> Option<String> {
         let comparison = self.comparison.as_ref()?;
-        let mut text = format!("Against the baseline of {}:\n", comparison.baseline_started_at);
+        let mut text = format!(
+            "Against the baseline of {}:\n",
+            comparison.baseline_started_at
+        );
         let title = |bug: &Bug| {
             let shown = crate::text::replace_undisplayable(&bug.title, '?').into_owned();
             match &bug.module {
@@ -121,10 +124,21 @@ impl Report {
         };
         let mut lines = Vec::new();
         for change in comparison.changes.iter().filter(|c| c.is_new_failure()) {
-            lines.push(format!("  NEW FAILURE  {} on {}", change.scenario, change.kernel));
+            lines.push(format!(
+                "  NEW FAILURE  {} on {}",
+                change.scenario, change.kernel
+            ));
         }
-        for bug in self.bugs.iter().filter(|b| b.baseline == Some(BugLabel::New)) {
-            let word = if bug.expected { "new (expected)" } else { "NEW" };
+        for bug in self
+            .bugs
+            .iter()
+            .filter(|b| b.baseline == Some(BugLabel::New))
+        {
+            let word = if bug.expected {
+                "new (expected)"
+            } else {
+                "NEW"
+            };
             lines.push(format!("  {word:<12} {}", title(bug)));
         }
         for bug in &comparison.fixed {
@@ -139,7 +153,11 @@ impl Report {
                 change.now.label()
             ));
         }
-        let still = self.bugs.iter().filter(|b| b.baseline == Some(BugLabel::Still)).count();
+        let still = self
+            .bugs
+            .iter()
+            .filter(|b| b.baseline == Some(BugLabel::Still))
+            .count();
         if lines.is_empty() {
             lines.push("  nothing new".into());
         }

@@ -35,7 +35,10 @@ pub(crate) fn render(report: &Report, out_dir: &Path) -> io::Result<String> {
         for (name, value) in [
             ("kernel.spec", run.kernel.spec.as_str()),
             ("kernel.release", run.kernel.release.as_str()),
-            ("kernel.flavour", flavour(&run.kernel.spec, &run.kernel.release)),
+            (
+                "kernel.flavour",
+                flavour(&run.kernel.spec, &run.kernel.release),
+            ),
             ("accel", accel),
             ("qemu.version", report.host.qemu.as_str()),
         ] {

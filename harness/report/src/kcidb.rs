@@ -46,7 +46,13 @@ pub(crate) fn render(report: &Report, out_dir: &Path) -> Value {
             "status": "PASS",
         }));
         for scenario in &run.scenarios {
-            tests.push(test(scenario, &build_id, run.accel.as_deref(), report, out_dir));
+            tests.push(test(
+                scenario,
+                &build_id,
+                run.accel.as_deref(),
+                report,
+                out_dir,
+            ));
         }
     }
     let mut issues = Vec::new();
@@ -54,7 +60,11 @@ pub(crate) fn render(report: &Report, out_dir: &Path) -> Value {
     for bug in &report.bugs {
         let issue_id = format!(
             "{ORIGIN}:{}",
-            id_part(&format!("{}|{}", bug.title, bug.module.as_deref().unwrap_or("")))
+            id_part(&format!(
+                "{}|{}",
+                bug.title,
+                bug.module.as_deref().unwrap_or("")
+            ))
         );
         issues.push(json!({
             "id": issue_id,
@@ -151,7 +161,13 @@ fn id_part(text: &str) -> String {
 fn path_part(name: &str) -> String {
     let part: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if part.is_empty() {
         "_".into()
@@ -169,7 +185,9 @@ fn clean(text: &str) -> String {
 fn excerpt(tail: &str) -> String {
     let text = clean(tail);
     let count = text.chars().count();
-    text.chars().skip(count.saturating_sub(MAX_EXCERPT_CHARS)).collect()
+    text.chars()
+        .skip(count.saturating_sub(MAX_EXCERPT_CHARS))
+        .collect()
 }
 
 fn finite(value: f64) -> f64 {

@@ -432,7 +432,8 @@ impl Report {
     /// Writes `out_dir/report.kcidb.json`: the run in KernelCI's KCIDB format (schema 5.3), with
     /// the console tails of failed scenarios as log excerpts.
     pub fn write_kcidb(&self, out_dir: &Path) -> io::Result<()> {
-        let mut json = serde_json::to_vec_pretty(&kcidb::render(self, out_dir)).map_err(io::Error::other)?;
+        let mut json =
+            serde_json::to_vec_pretty(&kcidb::render(self, out_dir)).map_err(io::Error::other)?;
         json.push(b'\n');
         std::fs::create_dir_all(out_dir)?;
         write_atomic(&out_dir.join(REPORT_KCIDB), &json)

@@ -307,10 +307,7 @@ fn junit_from_hostile_console_bytes_is_well_formed_xml() {
         .children()
         .find(|node| node.has_tag_name("failure"))
         .unwrap();
-    assert_eq!(
-        failure.attribute("message"),
-        Some("WARNING in foo ]]> <b>")
-    );
+    assert_eq!(failure.attribute("message"), Some("WARNING in foo ]]> <b>"));
     assert_eq!(
         failure.text(),
         Some(
