@@ -91,6 +91,10 @@ enum ReportCommand {
         /// The reports to merge.
         #[arg(required = true)]
         reports: Vec<PathBuf>,
+        /// A previous night's report.json: label bugs new, still or fixed; the exit code then
+        /// follows `matrix`'s rule (1 only for new failures).
+        #[arg(long, value_name = "REPORT_JSON")]
+        baseline: Option<PathBuf>,
     },
 }
 
@@ -217,7 +221,11 @@ fn main() -> ExitCode {
         } => validate(&scenarios, &module_dirs),
         Command::List { what, module_dirs } => list(what, &module_dirs),
         Command::Images(command) => images(command),
-        Command::Report(ReportCommand::Merge { out, reports }) => merge_reports(&out, &reports),
+        Command::Report(ReportCommand::Merge {
+            out,
+            reports,
+            baseline,
+        }) => merge_reports(&out, &reports, baseline.as_deref()),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -545,7 +553,10 @@ fn list(what: ListWhat, module_dirs: &[PathBuf]) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn merge_reports(out: &Path, inputs: &[PathBuf]) -> Result<u8, Failure> {
+fn merge_reports(out: &Path, inputs: &[PathBuf], baseline: Option<&Path>) -> Result<u8, Failure> {
+    let baseline = baseline
+        .map(|path| report::Report::load(path).map_err(Failure::usage))
+        .transpose()?;
     let mut reports = Vec::new();
     for input in inputs {
         let mut report = report::Report::load(input).map_err(Failure::usage)?;
@@ -555,14 +566,24 @@ fn merge_reports(out: &Path, inputs: &[PathBuf]) -> Result<u8, Failure> {
         report.rebase_console_logs(&dir);
         reports.push(report);
     }
-    let merged = report::Report::merge(reports);
+    let mut merged = report::Report::merge(reports);
+    if let Some(baseline) = &baseline {
+        merged.compare_with(baseline);
+    }
     std::fs::create_dir_all(out)
         .map_err(|e| Failure::usage(format!("--out {}: {e}", out.display())))?;
     merged
         .write_all(out)
         .map_err(|e| Failure::infra(format!("{}: {e}", out.display())))?;
+    if let Some(news) = merged.comparison_text() {
+        println!("{news}");
+    }
     println!("{}", merged.summary());
-    Ok(0)
+    Ok(if baseline.is_some() {
+        matrix::exit_code(&merged)
+    } else {
+        0
+    })
 }
 
 fn images(command: ImagesCommand) -> Result<u8, Failure> {
