@@ -17,9 +17,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   $sudo apt-get install -y -q cargo rustc >/dev/null
 fi
 # What the tests check the reports and pipelines with: junitparser (a JUnit consumer),
-# kcidb-io (KernelCI's validator) and check-jsonschema (GitHub's and GitLab's CI schemas).
-# Not needed to run modharness itself.
+# kcidb-io (KernelCI's validator), check-jsonschema (GitHub's and GitLab's CI schemas) and
+# headless Chromium (report.html). Not needed to run modharness itself.
 if [ "${MODHARNESS_TEST_TOOLS:-1}" = 1 ]; then
+  $sudo apt-get install -y -q --no-install-recommends chromium >/dev/null
   python3 -m pip --version >/dev/null 2>&1 || $sudo apt-get install -y -q python3-pip >/dev/null
   tools=(junitparser kcidb-io check-jsonschema)
   python3 -m pip install -q "${tools[@]}" 2>/dev/null \

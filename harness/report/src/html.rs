@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::matrix_html::{comparison_section, grid};
 use crate::plot::memory_charts;
 use crate::probe_html::probe_section;
 use crate::text::replace_undisplayable;
@@ -14,7 +15,7 @@ th{background:#f0f0f0}ul{margin:0;padding-left:1.2em}\
 .passed{color:#1a7f37;font-weight:bold}.failed{color:#cf222e;font-weight:bold}\
 .error{color:#9a6700;font-weight:bold}.tag{font-size:.8em;border:1px solid #999;\
 border-radius:3px;padding:0 .3em;margin-left:.3em}pre{white-space:pre-wrap;margin:0}\
-.charts{display:flex;flex-wrap:wrap;gap:1em;margin-bottom:2em}";
+.charts{display:flex;flex-wrap:wrap;gap:1em;margin-bottom:2em}td.passed a,td.failed a,td.error a{color:inherit}";
 
 /// Text from the report (much of it from the guest) as HTML character data or attribute value.
 pub(crate) fn escape(text: &str) -> String {
@@ -47,6 +48,8 @@ pub(crate) fn render(report: &Report) -> String {
         escape(&report.host.accel),
         escape(&report.totals().to_string()),
     );
+    comparison_section(&mut page, report);
+    grid(&mut page, report);
     bugs_table(&mut page, &report.bugs);
     for run in &report.runs {
         let _ = write!(
@@ -200,7 +203,8 @@ fn bugs_table(page: &mut String, bugs: &[Bug]) {
         if bugs.len() == 1 { "" } else { "s" },
     );
     let mut ordered: Vec<&Bug> = bugs.iter().collect();
-    ordered.sort_by_key(|bug| bug.expected);
+    // Unexpected first; among them what is new since the baseline.
+    ordered.sort_by_key(|bug| (bug.expected, bug.baseline != Some(crate::BugLabel::New)));
     for bug in ordered {
         let _ = write!(
             page,
@@ -215,6 +219,14 @@ fn bugs_table(page: &mut String, bugs: &[Bug]) {
             true => ("passed", "expected"),
             false => ("failed", "UNEXPECTED"),
         };
+        if let Some(label) = bug.baseline {
+            let tag = if label == crate::BugLabel::New {
+                "new"
+            } else {
+                "still"
+            };
+            let _ = write!(page, " <span class=\"tag\">{tag}</span>");
+        }
         let _ = write!(page, "</td><td class=\"{class}\">{word}</td><td><ul>");
         for occurrence in &bug.occurrences {
             let _ = write!(
@@ -232,6 +244,6 @@ fn bugs_table(page: &mut String, bugs: &[Bug]) {
 
 /// Only plain paths become links: anything with a scheme (`javascript:`, `http:`) or that
 /// starts like a protocol-relative URL stays text.
-fn is_safe_link(path: &str) -> bool {
+pub(crate) fn is_safe_link(path: &str) -> bool {
     !path.is_empty() && !path.contains(':') && !path.starts_with("//")
 }

@@ -10,6 +10,7 @@ mod bugs;
 mod html;
 mod junit;
 mod kcidb;
+mod matrix_html;
 mod merge;
 mod plot;
 mod probe;
