@@ -272,23 +272,14 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         kernel::KernelSpec::parse(spec)?;
     }
     // Created by the engine once every input checked out: bad input writes nothing.
-    let link_latest = args.out.is_none();
-    let out_dir = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("modharness-out").join(chrono_like_stamp()));
-    let opts = RunOptions {
-        cells: RunOptions::every_pair(&kernels, &scenarios),
-        module_dirs: args.module_dirs,
-        out_dir: out_dir.clone(),
-        link_latest,
-        accel: args.accel.into(),
-        jobs: usize::from(args.jobs),
-        home,
-        cache_root: cache::default_root(),
-        qemu: home::qemu_binary(),
-        agent: home::agent_binary(),
-        kvm_device: home::kvm_device(),
-    };
+    let opts = run_options(
+        RunOptions::every_pair(&kernels, &scenarios),
+        args.module_dirs,
+        args.out,
+        args.accel,
+        args.jobs,
+    );
+    let out_dir = opts.out_dir.clone();
     let mut report = execute(&opts)?;
     report.collect_bugs();
     report
@@ -302,6 +293,31 @@ fn run(args: RunArgs) -> Result<u8, Failure> {
         .flat_map(|r| r.scenarios.iter().map(|s| s.status))
         .collect();
     Ok(exit_code(&statuses))
+}
+
+/// The engine's options for `cells`, from the flags `run` and `matrix` share. Without `--out`,
+/// a new directory under ./modharness-out/, linked as `latest`.
+fn run_options(
+    cells: Vec<modharness_scenario::KernelCells>,
+    module_dirs: Vec<PathBuf>,
+    out: Option<PathBuf>,
+    accel: AccelArg,
+    jobs: u16,
+) -> RunOptions {
+    let link_latest = out.is_none();
+    RunOptions {
+        cells,
+        module_dirs,
+        out_dir: out.unwrap_or_else(|| PathBuf::from("modharness-out").join(chrono_like_stamp())),
+        link_latest,
+        accel: accel.into(),
+        jobs: usize::from(jobs),
+        home: home::project_home(),
+        cache_root: cache::default_root(),
+        qemu: home::qemu_binary(),
+        agent: home::agent_binary(),
+        kvm_device: home::kvm_device(),
+    }
 }
 
 /// Runs the engine with progress on stderr; the first Ctrl-C (or SIGTERM) stops it and keeps
@@ -348,23 +364,8 @@ fn run_matrix(args: MatrixArgs) -> Result<u8, Failure> {
         .transpose()?;
     let file = args.matrix.unwrap_or_else(|| matrix::default_matrix(&home));
     let cells = matrix::cells(&file, &home, args.shard, baseline.as_ref())?;
-    let link_latest = args.out.is_none();
-    let out_dir = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("modharness-out").join(chrono_like_stamp()));
-    let opts = RunOptions {
-        cells,
-        module_dirs: args.module_dirs,
-        out_dir: out_dir.clone(),
-        link_latest,
-        accel: args.accel.into(),
-        jobs: usize::from(args.jobs),
-        home,
-        cache_root: cache::default_root(),
-        qemu: home::qemu_binary(),
-        agent: home::agent_binary(),
-        kvm_device: home::kvm_device(),
-    };
+    let opts = run_options(cells, args.module_dirs, args.out, args.accel, args.jobs);
+    let out_dir = opts.out_dir.clone();
     // Through the merge: a shard's report is in the canonical order that merged shards have.
     let mut report = report::Report::merge(vec![execute(&opts)?]);
     if let Some(baseline) = &baseline {
