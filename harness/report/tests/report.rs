@@ -869,16 +869,7 @@ fn one_title_blamed_on_two_modules_is_two_bugs() {
     let mut rcu = scenario("rcu-race", Status::Passed);
     rcu.findings
         .push(finding("oops", TITLE, Some("race_rcu_buggy"), true));
-    let mut report = shard(
-        "2025-11-25T12:00:00Z",
-        10.0,
-        vec![Run {
-            accel: None,
-            accel_why: None,
-            kernel: kernel("debian:latest", "6.12.117+deb12-amd64"),
-            scenarios: vec![kthread, rcu],
-        }],
-    );
+    let mut report = on_debian_latest("6.12.117+deb12-amd64", vec![kthread, rcu]);
     report.collect_bugs();
     let modules: Vec<_> = report.bugs.iter().map(|b| b.module.as_deref()).collect();
     assert_eq!(
@@ -1004,6 +995,20 @@ fn merge_ignores_input_order_and_merging_again_changes_nothing() {
     assert_eq!(Report::merge(vec![forward.clone(), second]), forward);
 }
 
+/// A report of one run of `scenarios` on `debian:latest`, there `release`.
+fn on_debian_latest(release: &str, scenarios: Vec<ScenarioResult>) -> Report {
+    shard(
+        "2025-11-25T12:00:00Z",
+        10.0,
+        vec![Run {
+            accel: None,
+            accel_why: None,
+            kernel: kernel("debian:latest", release),
+            scenarios,
+        }],
+    )
+}
+
 /// One night of `timer-race` (with these bug titles) and `smoke` on debian:latest.
 fn night(titles: &[&str], status: Status) -> Report {
     let mut timer = scenario("timer-race", status);
@@ -1012,15 +1017,9 @@ fn night(titles: &[&str], status: Status) -> Report {
             .findings
             .push(finding("oops", title, Some("race_timer_buggy"), false));
     }
-    let mut report = shard(
-        "2025-11-25T12:00:00Z",
-        10.0,
-        vec![Run {
-            accel: None,
-            accel_why: None,
-            kernel: kernel("debian:latest", "6.12.118+deb12-amd64"),
-            scenarios: vec![timer, scenario("smoke", Status::Passed)],
-        }],
+    let mut report = on_debian_latest(
+        "6.12.118+deb12-amd64",
+        vec![timer, scenario("smoke", Status::Passed)],
     );
     report.collect_bugs();
     report
