@@ -633,8 +633,8 @@ fn acquire_shown(spec: &str, root: &Path, recipes: &Path) -> Result<kernel::Kern
 fn recipe_spec(recipe: &str, from: &str, root: &Path) -> Result<String, Failure> {
     let release = match kernel::KernelSpec::parse(from)? {
         kernel::KernelSpec::Debian { release } => release,
-        kernel::KernelSpec::DebianLatest { flavour } => {
-            kernel::latest_debian_release(&flavour, root)?
+        kernel::KernelSpec::DebianNewest { flavour, rank } => {
+            kernel::newest_debian_release(&flavour, rank, root)?
         }
         _ => {
             return Err(Failure::usage(format!(

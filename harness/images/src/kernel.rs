@@ -1,6 +1,7 @@
 //! Kernel specs and their acquisition.
 //!
-//! `debian:RELEASE`, `debian:latest` and `debian:latest-FLAVOUR` come from Debian's packages:
+//! `debian:RELEASE`, `debian:latest[-FLAVOUR]` and `debian:previous[-FLAVOUR]` (the release
+//! before the newest, so a matrix covers the two newest ABIs) come from Debian's packages:
 //! `apt-get download` of the unsigned image, the headers and what the headers depend on (their
 //! `-common` package and `linux-kbuild-*`), unpacked with `dpkg-deb -x`. `debug:latest`,
 //! `debug:RELEASE` (and `debug-NAME:…` for other recipes) are built here from Debian's
@@ -22,8 +23,9 @@ pub const DEFAULT_SPEC: &str = "debian:latest";
 /// A parsed kernel spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelSpec {
-    /// The newest Debian kernel of a flavour (`amd64`, `cloud-amd64`, `rt-amd64`).
-    DebianLatest { flavour: String },
+    /// The newest Debian kernel of a flavour (`amd64`, `cloud-amd64`, `rt-amd64`) when `rank`
+    /// is 0 (`debian:latest`), the one before it when 1 (`debian:previous`).
+    DebianNewest { flavour: String, rank: usize },
     /// One Debian kernel release, e.g. `6.1.0-54-amd64`.
     Debian { release: String },
     /// A local kernel image, with optional headers (a kbuild-ready tree) and modules tree
@@ -62,23 +64,25 @@ impl KernelSpec {
             why: why.to_string(),
         };
         if let Some(rest) = spec.strip_prefix("debian:") {
-            if rest == "latest" {
-                return Ok(KernelSpec::DebianLatest {
-                    flavour: "amd64".into(),
-                });
-            }
-            if let Some(flavour) = rest.strip_prefix("latest-") {
-                if !is_safe_name(flavour) {
-                    return Err(bad("the flavour may hold only letters, digits and -"));
-                }
-                return Ok(KernelSpec::DebianLatest {
+            for (rank, word) in ["latest", "previous"].into_iter().enumerate() {
+                let Some(after) = rest.strip_prefix(word) else {
+                    continue;
+                };
+                let flavour = match after.strip_prefix('-') {
+                    None if after.is_empty() => "amd64",
+                    Some(flavour) if is_safe_name(flavour) => flavour,
+                    Some(_) => return Err(bad("the flavour may hold only letters, digits and -")),
+                    None => continue,
+                };
+                return Ok(KernelSpec::DebianNewest {
                     flavour: flavour.to_string(),
+                    rank,
                 });
             }
             if parse_release(rest).is_none() {
                 return Err(bad(
-                    "expected debian:latest, debian:latest-FLAVOUR or debian:RELEASE \
-                     (e.g. debian:6.1.0-54-amd64)",
+                    "expected debian:latest[-FLAVOUR], debian:previous[-FLAVOUR] or \
+                     debian:RELEASE (e.g. debian:6.1.0-54-amd64)",
                 ));
             }
             return Ok(KernelSpec::Debian {
@@ -207,17 +211,21 @@ pub fn compare_releases(a: &str, b: &str) -> std::cmp::Ordering {
     ca.len().cmp(&cb.len())
 }
 
-/// The newest release of `flavour` among `package_names` (as `apt-cache pkgnames` lists them).
+/// The `rank`-th newest release of `flavour` among `package_names` (as `apt-cache pkgnames`
+/// lists them): 0 is the newest, 1 the one before it.
 pub fn newest_release<'a>(
     package_names: impl IntoIterator<Item = &'a str>,
     flavour: &str,
+    rank: usize,
 ) -> Option<String> {
-    package_names
+    let mut releases: Vec<&str> = package_names
         .into_iter()
         .filter_map(|name| name.strip_prefix("linux-image-")?.strip_suffix("-unsigned"))
         .filter(|release| parse_release(release).is_some_and(|(_, f)| f == flavour))
-        .max_by(|a, b| compare_releases(a, b))
-        .map(str::to_string)
+        .collect();
+    releases.sort_by(|a, b| compare_releases(b, a));
+    releases.dedup();
+    releases.get(rank).map(|release| release.to_string())
 }
 
 /// A kernel ready to boot.
@@ -261,8 +269,8 @@ const MANIFEST: &str = "kernel.json";
 pub fn acquire(spec_text: &str, sources: &Sources) -> Result<Kernel> {
     let cache_root = sources.cache_root;
     match KernelSpec::parse(spec_text)? {
-        KernelSpec::DebianLatest { flavour } => {
-            let release = latest_debian_release(&flavour, cache_root)?;
+        KernelSpec::DebianNewest { flavour, rank } => {
+            let release = newest_debian_release(&flavour, rank, cache_root)?;
             fetch_debian(spec_text, &release, cache_root)
         }
         KernelSpec::Debian { release } => fetch_debian(spec_text, &release, cache_root),
@@ -275,7 +283,7 @@ pub fn acquire(spec_text: &str, sources: &Sources) -> Result<Kernel> {
             let recipe = crate::recipe::load(sources.recipes, &recipe)?;
             let release = match release {
                 Some(release) => release,
-                None => latest_debian_release("amd64", cache_root)?,
+                None => newest_debian_release("amd64", 0, cache_root)?,
             };
             let source = crate::kbuild::source_for_release(&release)?;
             crate::kbuild::acquire(spec_text, &recipe, &source, cache_root, sources.observe)
@@ -284,15 +292,16 @@ pub fn acquire(spec_text: &str, sources: &Sources) -> Result<Kernel> {
     }
 }
 
-/// Ask apt which is the newest kernel release of `flavour`. Asking takes most of a second, so the
-/// answer is kept until apt's package lists change (`apt-get update`).
-pub fn latest_debian_release(flavour: &str, cache_root: &Path) -> Result<String> {
+/// Ask apt which is the `rank`-th newest kernel release of `flavour` (0: the newest). Asking
+/// takes most of a second, so the answer is kept until apt's package lists change
+/// (`apt-get update`).
+pub fn newest_debian_release(flavour: &str, rank: usize, cache_root: &Path) -> Result<String> {
     let lists_stamp = fs::metadata("/var/lib/apt/lists")
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos().to_string());
-    let memo = cache_root.join(format!("latest-{flavour}.txt"));
+    let memo = cache_root.join(format!("newest{rank}-{flavour}.txt"));
     if let (Some(stamp), Ok(text)) = (&lists_stamp, fs::read_to_string(&memo)) {
         if let Some((seen, release)) = text.trim().split_once(' ') {
             if seen == stamp && parse_release(release).is_some() {
@@ -300,7 +309,7 @@ pub fn latest_debian_release(flavour: &str, cache_root: &Path) -> Result<String>
             }
         }
     }
-    let release = ask_apt_latest(flavour)?;
+    let release = ask_apt_newest(flavour, rank)?;
     if let Some(stamp) = lists_stamp {
         let _ = fs::create_dir_all(cache_root);
         let tmp = memo.with_extension(format!("tmp{}", std::process::id()));
@@ -311,14 +320,15 @@ pub fn latest_debian_release(flavour: &str, cache_root: &Path) -> Result<String>
     Ok(release)
 }
 
-fn ask_apt_latest(flavour: &str) -> Result<String> {
+fn ask_apt_newest(flavour: &str, rank: usize) -> Result<String> {
     let names = run(
         Command::new("apt-cache").args(["pkgnames", "linux-image-"]),
         "apt-cache pkgnames linux-image-",
     )?;
-    newest_release(names.lines(), flavour).ok_or_else(|| {
+    newest_release(names.lines(), flavour, rank).ok_or_else(|| {
+        let wanted = if rank == 0 { "no" } else { "fewer than two" };
         Error::Other(format!(
-            "apt knows no linux-image-*-{flavour}-unsigned package; run `apt-get update` \
+            "apt knows {wanted} linux-image-*-{flavour}-unsigned package; run `apt-get update` \
              (or check the flavour)"
         ))
     })
@@ -483,28 +493,57 @@ mod tests {
             "linux-image-amd64",
         ];
         assert_eq!(
-            newest_release(names, "amd64").as_deref(),
+            newest_release(names, "amd64", 0).as_deref(),
             Some("6.12.117+deb12-amd64")
         );
         assert_eq!(
-            newest_release(names, "cloud-amd64").as_deref(),
+            newest_release(names, "cloud-amd64", 0).as_deref(),
             Some("6.12.117+deb12-cloud-amd64")
         );
-        assert_eq!(newest_release(names, "rt-amd64"), None);
+        assert_eq!(newest_release(names, "rt-amd64", 0), None);
+    }
+
+    #[test]
+    fn previous_release_is_the_second_newest_of_its_flavour() {
+        let names = [
+            "linux-image-6.12.118+deb12-amd64-unsigned",
+            "linux-image-6.12.118+deb12-cloud-amd64-unsigned",
+            "linux-image-6.1.0-48-amd64-unsigned",
+            "linux-image-6.12.117+deb12-amd64-unsigned",
+            "linux-image-6.12.117+deb12-amd64-unsigned",
+        ];
+        assert_eq!(
+            newest_release(names, "amd64", 1).as_deref(),
+            Some("6.12.117+deb12-amd64")
+        );
+        assert_eq!(
+            newest_release(names, "amd64", 2).as_deref(),
+            Some("6.1.0-48-amd64")
+        );
+        assert_eq!(newest_release(names, "cloud-amd64", 1), None);
     }
 
     #[test]
     fn specs_parse_and_bad_ones_say_what_is_expected() {
         assert_eq!(
             KernelSpec::parse("debian:latest").unwrap(),
-            KernelSpec::DebianLatest {
-                flavour: "amd64".into()
+            KernelSpec::DebianNewest {
+                flavour: "amd64".into(),
+                rank: 0
+            }
+        );
+        assert_eq!(
+            KernelSpec::parse("debian:previous-cloud-amd64").unwrap(),
+            KernelSpec::DebianNewest {
+                flavour: "cloud-amd64".into(),
+                rank: 1
             }
         );
         assert_eq!(
             KernelSpec::parse("debian:latest-rt-amd64").unwrap(),
-            KernelSpec::DebianLatest {
-                flavour: "rt-amd64".into()
+            KernelSpec::DebianNewest {
+                flavour: "rt-amd64".into(),
+                rank: 0
             }
         );
         assert_eq!(
@@ -545,6 +584,8 @@ mod tests {
             "ubuntu:22.04",
             "debian:6.1",
             "debian:latest-a/b",
+            "debian:previousamd64",
+            "debian:previous-",
             "path:",
             "path:x,y=z",
             "tree:",
