@@ -53,8 +53,15 @@ pub fn scan_for_leaks(kernel: &dyn Kernel) -> Event {
 /// included, which kmemleak's allocation backtraces point into; otherwise only the base and
 /// size `/proc/modules` shows, because looking up sysfs files each cycle grows the dentry,
 /// inode and kmalloc caches that a leak verdict measures.
-pub fn layout(kernel: &dyn Kernel, path: &str, sections: bool) -> Option<Event> {
-    let stem = std::path::Path::new(path).file_name()?.to_str()?;
+///
+/// `loading_since_s` is the uptime at which the load began; call this right after it returned.
+pub fn layout(
+    kernel: &dyn Kernel,
+    path: &std::path::Path,
+    sections: bool,
+    loading_since_s: f64,
+) -> Option<Event> {
+    let stem = path.file_name()?.to_str()?;
     let name = kernel_module_name(stem.split('.').next()?);
     let modules = kernel.modules().ok()?;
     let (size, base) = proc_modules_entry(&modules, &name)?;
@@ -67,6 +74,7 @@ pub fn layout(kernel: &dyn Kernel, path: &str, sections: bool) -> Option<Event> 
         module: name,
         size,
         sections,
+        load_window_s: Some((loading_since_s, uptime_s())),
     })
 }
 

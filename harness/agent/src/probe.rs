@@ -10,10 +10,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use modharness_memory::{parse_meminfo, Sample};
+use modharness_memory::{parse_meminfo, Sample, TRACKED_FIGURES};
 use modharness_protocol::{Event, ProbeResume, ProbeSelection};
 
-use crate::kernel::Kernel;
+use crate::kernel::{uptime_s, Kernel};
 use crate::modalias::{read_modaliases, AliasIndex};
 use crate::probe_tree::{keep, Tree};
 
@@ -21,6 +21,9 @@ use crate::probe_tree::{keep, Tree};
 const UNLOAD_TRIES: u32 = 3;
 /// The pause between those tries.
 const UNLOAD_RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// A round's memory is sampled after this many modules, so that a crash loses the growth of
+/// at most these since the last sample (dropping caches costs a few milliseconds).
+const MEMORY_EVERY: usize = 50;
 
 /// What a mass probe works on in the guest.
 pub struct Probe<'a> {
@@ -36,6 +39,13 @@ pub struct Probe<'a> {
     pub emit: &'a dyn Fn(&Event),
     /// Takes a memory sample for cycle `n` (the rounds are the cycles).
     pub sample: &'a dyn Fn(u32),
+    /// Told of each module loaded and the uptime at which its load began (its layout, for
+    /// blame after it is gone).
+    pub loaded: &'a dyn Fn(&Path, f64),
+    /// Runs when a round has unloaded its modules (kmemleak's scans, on a kernel with it: a
+    /// scan per module would wait out kmemleak's 5 s minimum age thousands of times, so the
+    /// host blames each leak by its allocation time instead).
+    pub round_done: &'a dyn Fn(),
 }
 
 /// One `mass_probe` step's arguments.
@@ -125,10 +135,14 @@ impl Probe<'_> {
             total: list.len(),
         });
         let mut index = resume.map_or(0, |r| r.index);
+        self.round_memory(round, index);
         loop {
             while index < list.len() {
                 self.probe_one(round, index, &list[index], tree, &mut state);
                 index += 1;
+                if index.is_multiple_of(MEMORY_EVERY) && index < list.len() {
+                    self.round_memory(round, index);
+                }
             }
             if !modalias {
                 break;
@@ -151,7 +165,24 @@ impl Probe<'_> {
                 state.resident.insert(name.clone());
             }
         }
+        (self.round_done)();
+        self.round_memory(round, list.len());
         *resident = state.resident;
+    }
+
+    /// Tell the host the round's memory once `done` modules are through, caches dropped.
+    fn round_memory(&self, round: u32, done: usize) {
+        self.drop_caches();
+        let Ok(text) = self.kernel.meminfo() else {
+            return;
+        };
+        let mut meminfo = parse_meminfo(&text);
+        meminfo.retain(|name, _| TRACKED_FIGURES.contains(&name.as_str()));
+        (self.emit)(&Event::ProbeMemory {
+            round,
+            done,
+            meminfo,
+        });
     }
 
     /// The tree modules that the guest's devices' modaliases ask for, less `tried`.
@@ -271,8 +302,12 @@ impl Probe<'_> {
             let Some(file) = tree.modules.get(dep) else {
                 return Err(format!("dependency {dep} is not in modules.dep"));
             };
+            let since = uptime_s();
             match self.kernel.load(&file.path, "") {
-                Ok(()) => state.held.push(dep.clone()),
+                Ok(()) => {
+                    (self.loaded)(&file.path, since);
+                    state.held.push(dep.clone());
+                }
                 Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {}
                 Err(err) => return Err(format!("dependency {dep}: finit_module: {err}")),
             }
@@ -286,9 +321,12 @@ impl Probe<'_> {
             .modules
             .get(name)
             .ok_or_else(|| format!("{name} is not in modules.dep"))?;
+        let since = uptime_s();
         self.kernel
             .load(&module.path, "")
-            .map_err(|err| format!("finit_module: {err}"))
+            .map_err(|err| format!("finit_module: {err}"))?;
+        (self.loaded)(&module.path, since);
+        Ok(())
     }
 
     fn unload(&self, name: &str) -> io::Result<()> {
@@ -319,8 +357,12 @@ impl Probe<'_> {
 
     /// Round samples compare like with like: the page cache and reclaimable slab dropped first.
     fn sample_after_dropping_caches(&self, cycle: u32) {
-        let _ = std::fs::write(self.procfs.join("sys/vm/drop_caches"), "3\n");
+        self.drop_caches();
         (self.sample)(cycle);
+    }
+
+    fn drop_caches(&self) {
+        let _ = std::fs::write(self.procfs.join("sys/vm/drop_caches"), "3\n");
     }
 }
 

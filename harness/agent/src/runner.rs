@@ -163,6 +163,12 @@ impl Runner<'_> {
     fn mass_probe(&self, request: &probe::Request<'_>) -> Outcome {
         let emit = |event: &Event| self.emit(event);
         let sample = |cycle: u32| self.sample_memory(cycle, Label::Cycle);
+        let loaded = |path: &Path, since: f64| self.tell_layout(path, since);
+        let round_done = || {
+            if self.plan.debug.kmemleak {
+                self.emit(&debug_checks::scan_for_leaks(self.kernel));
+            }
+        };
         let probe = probe::Probe {
             kernel: self.kernel,
             modules_dir: Path::new("/lib/modules").join(kernel_release()),
@@ -170,6 +176,8 @@ impl Runner<'_> {
             procfs: "/proc".into(),
             emit: &emit,
             sample: &sample,
+            loaded: &loaded,
+            round_done: &round_done,
         };
         match probe.run(request) {
             Ok(()) => Outcome::success(),
@@ -331,27 +339,29 @@ impl Runner<'_> {
             return Outcome::failure(format!("module {module:?} has no files in the plan"));
         };
         for dependency in dependencies {
+            let since = uptime_s();
             match self.kernel.load(Path::new(dependency), "") {
                 Err(err) if err.raw_os_error() != Some(libc::EEXIST) => {
                     return Outcome::failure(format!("finit_module({dependency}): {err}"));
                 }
                 Err(_) => {}
-                Ok(()) => self.tell_layout(dependency),
+                Ok(()) => self.tell_layout(Path::new(dependency), since),
             }
         }
+        let since = uptime_s();
         match self.kernel.load(Path::new(own_path), params) {
             Ok(()) => {
-                self.tell_layout(own_path);
+                self.tell_layout(Path::new(own_path), since);
                 Outcome::success()
             }
             Err(err) => Outcome::failure(format!("finit_module({own_path}): {err}")),
         }
     }
 
-    /// Tell the host where a module just loaded lies in memory.
-    fn tell_layout(&self, path: &str) {
+    /// Tell the host where a module just loaded lies in memory, and when its load began.
+    fn tell_layout(&self, path: &Path, since: f64) {
         let debug = self.plan.debug.kmemleak || self.plan.debug.kasan;
-        if let Some(event) = debug_checks::layout(self.kernel, path, debug) {
+        if let Some(event) = debug_checks::layout(self.kernel, path, debug, since) {
             self.emit(&event);
         }
     }

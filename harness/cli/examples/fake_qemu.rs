@@ -17,7 +17,9 @@
 //!
 //! - `probe-crash`: a mass probe over modules `a`, `crasher`, `c`: the first VM oopses and
 //!   panics while `crasher` loads; a VM whose plan resumes (read from the initrd) probes what
-//!   is left, and says on the console which index it resumed at.
+//!   is left, and says on the console which index it resumed at. Each VM samples the round's
+//!   memory before each module and at the end: SUnreclaim grows 4 KiB per module, from a base
+//!   of its own.
 //!
 //! With `FAKE_QEMU_PIDFILE` set, it writes its pid there first. With `FAKE_QEMU_LOG` set, it
 //! appends the accelerator of each start there (`kvm` or `tcg`), one line per start.
@@ -97,7 +99,16 @@ fn fake_probe(console: &mut UnixStream, control: &mut UnixStream, args: &[String
         serde_json::json!({"event": "probe_round", "round": 0, "total": 3}),
     );
     writeln!(console, "[    1.100000] fake probe resumes at {resume}\r").unwrap();
+    let memory = |control: &mut UnixStream, done: usize| {
+        let sunreclaim = 1_000_000 * (resume + 1) + 4096 * done;
+        send(
+            control,
+            serde_json::json!({"event": "probe_memory", "round": 0, "done": done,
+            "meminfo": {"SUnreclaim": sunreclaim}}),
+        );
+    };
     for (index, module) in ["a", "crasher", "c"].into_iter().enumerate().skip(resume) {
+        memory(control, index);
         send(
             control,
             serde_json::json!({"event": "probe_start", "round": 0, "index": index, "module": module}),
@@ -121,6 +132,7 @@ fn fake_probe(console: &mut UnixStream, control: &mut UnixStream, args: &[String
             "module": module, "load_ms": 1.0, "unload_ms": 2.0, "unreturned_bytes": 0}),
         );
     }
+    memory(control, 3);
     send(control, serde_json::json!({"event": "done", "ok": true}));
     loop {
         std::thread::sleep(Duration::from_secs(60));

@@ -240,6 +240,12 @@ fn a_module_that_kills_a_mass_probe_vm_is_blamed_and_the_probe_goes_on_after_it(
             .contains("NULL pointer"),
         "{crasher}"
     );
+    let round = &probe["rounds"][0];
+    assert_eq!(
+        (&round["growth"]["SUnreclaim"], &round["growth_modules"]),
+        (&serde_json::json!(8192), &serde_json::json!(2)),
+        "each VM's own 4 KiB, over a and c (the crasher's VM died before its next sample): {round}"
+    );
     let note = scenario["notes"][0].as_str().unwrap();
     assert!(note.contains("VM 1 died while probing crasher"), "{note}");
     let log_dir = dir

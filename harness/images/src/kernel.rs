@@ -251,15 +251,17 @@ impl Kernel {
     /// Whether the kernel's configuration sets `option` (e.g. `CONFIG_KASAN`) to `y`; `false`
     /// when the configuration is unknown.
     pub fn has_config(&self, option: &str) -> bool {
-        let Some(text) = self
-            .config
-            .as_ref()
-            .and_then(|c| fs::read_to_string(c).ok())
-        else {
-            return false;
-        };
-        let wanted = format!("{option}=y");
-        text.lines().any(|line| line == wanted)
+        self.config_value(option).as_deref() == Some("y")
+    }
+
+    /// The value the kernel's configuration gives `option` (`CONFIG_HZ` → `250`); `None` when
+    /// it is unset or the configuration unknown.
+    pub fn config_value(&self, option: &str) -> Option<String> {
+        let text = fs::read_to_string(self.config.as_ref()?).ok()?;
+        let prefix = format!("{option}=");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(|value| value.trim_matches('"').to_string())
     }
 }
 

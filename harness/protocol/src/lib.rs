@@ -263,6 +263,15 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         unreturned_bytes: Option<i64>,
     },
+    /// A mass-probe round's memory, caches dropped, once `done` of its modules are through: at
+    /// the round's start (or where a fresh VM resumes it), every few modules, and at its end.
+    /// The host sums each VM's last sample against its first, so a round that a crash split
+    /// still has a growth figure, over the modules those samples span.
+    ProbeMemory {
+        round: u32,
+        done: usize,
+        meminfo: BTreeMap<String, u64>,
+    },
     /// Where a module the agent loaded lies in memory (`/sys/module/NAME/sections`, the size
     /// from `/proc/modules`), so that a later report's bare address, once the module is gone,
     /// can still be blamed on it.
@@ -270,6 +279,10 @@ pub enum Event {
         module: String,
         size: u64,
         sections: BTreeMap<String, u64>,
+        /// Guest uptime in seconds when the load began and when it returned (the module's init
+        /// ran between): what kmemleak's allocation times are held against.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        load_window_s: Option<(f64, f64)>,
     },
     /// kmemleak's scans are done: reports, if any, are on the console.
     KmemleakScanned { scans: u32, seconds: f64 },

@@ -35,10 +35,15 @@ pub struct ProbeRoundResult {
     pub seconds: f64,
     /// `modules` over `seconds`.
     pub modules_per_s: f64,
-    /// Each sampled /proc/meminfo figure after the round against before it, in bytes
-    /// (caches dropped before each sample); absent when a restart separated the samples.
+    /// Each sampled /proc/meminfo figure after the round against before it, in bytes (caches
+    /// dropped before each sample). A round that crashes split is summed over the stretches
+    /// each VM sampled on both sides: see `growth_modules`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub growth: BTreeMap<String, i64>,
+    /// The modules `growth` spans: all of the round's, unless a VM died between two samples
+    /// (the modules since its last sample, the one that killed it among them, are left out).
+    #[serde(default)]
+    pub growth_modules: usize,
     /// The sum of the modules' unreturned bytes in the round.
     pub unreturned_bytes: i64,
 }

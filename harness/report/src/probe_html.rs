@@ -9,7 +9,7 @@ use modharness_memory::human_bytes;
 use crate::html::escape;
 use crate::plot::bar_chart;
 use crate::probe::{clock, signed_bytes};
-use crate::{MassProbeResult, ProbeModuleResult, ScenarioResult};
+use crate::{MassProbeResult, ProbeModuleResult, ProbeRoundResult, ScenarioResult};
 
 /// Modules in the chart of memory not returned.
 const TOP_UNRETURNED: usize = 15;
@@ -96,7 +96,7 @@ fn rounds_table(page: &mut String, probe: &MassProbeResult) {
             page,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td>",
             round.round,
-            round.modules,
+            modules_cell(round),
             clock(round.seconds),
             round.modules_per_s,
         );
@@ -105,7 +105,7 @@ fn rounds_table(page: &mut String, probe: &MassProbeResult) {
                 Some(&bytes) => {
                     let _ = write!(page, "<td>{}</td>", signed_bytes(bytes));
                 }
-                // A restart between the samples: nothing to compare.
+                // No VM sampled on both sides of any stretch of the round.
                 None => page.push_str("<td>-</td>"),
             }
         }
@@ -116,6 +116,18 @@ fn rounds_table(page: &mut String, probe: &MassProbeResult) {
         );
     }
     page.push_str("</tbody>\n</table>\n");
+}
+
+/// The round's modules, and how many of them its growth spans when a crash left some out.
+fn modules_cell(round: &ProbeRoundResult) -> String {
+    if round.growth_modules < round.modules && !round.growth.is_empty() {
+        format!(
+            "{} (growth over {}: a VM died)",
+            round.modules, round.growth_modules
+        )
+    } else {
+        round.modules.to_string()
+    }
 }
 
 /// Growth per figure, a bar per round; then the modules that returned least.

@@ -183,7 +183,7 @@ fn rounds_text(probe: &MassProbeResult) -> Option<String> {
         let _ = write!(text, ", {:.1} modules/s", modules as f64 / seconds);
     }
     for figure in PROBE_FIGURES {
-        // Rounds split by a restart have no growth: the sum is over those that do.
+        // A round no VM sampled on both sides of has no growth: the sum is over those that do.
         let growth: Vec<i64> = probe
             .rounds
             .iter()
@@ -192,6 +192,16 @@ fn rounds_text(probe: &MassProbeResult) -> Option<String> {
         if !growth.is_empty() {
             let _ = write!(text, ", {figure} {}", signed_bytes(growth.iter().sum()));
         }
+    }
+    let (covered, sampled): (usize, usize) = probe
+        .rounds
+        .iter()
+        .filter(|r| !r.growth.is_empty())
+        .map(|r| (r.growth_modules, r.modules))
+        .fold((0, 0), |(c, m), (rc, rm)| (c + rc, m + rm));
+    if covered < sampled {
+        // VMs died between samples: the growth leaves their last modules out.
+        let _ = write!(text, " over {covered}/{sampled} modules");
     }
     Some(text)
 }

@@ -83,6 +83,8 @@ fn probe(worst: &str) -> MassProbeResult {
                     ("MemAvailable".to_owned(), -3_145_728),
                     (HOSTILE.to_owned(), 5),
                 ]),
+                // The restart cut modules out of the growth's span.
+                growth_modules: 17,
                 unreturned_bytes: 61_470,
             },
             ProbeRoundResult {
@@ -91,6 +93,7 @@ fn probe(worst: &str) -> MassProbeResult {
                 seconds: 10.0,
                 modules_per_s: 2.0,
                 growth: BTreeMap::new(),
+                growth_modules: 0,
                 unreturned_bytes: 1_350,
             },
         ],
@@ -196,10 +199,11 @@ fn html_probe_section_has_totals_rounds_blamed_bound_and_every_module() {
         section.contains("20 modules tried, 12 loaded, 2 bound a device, 8 failed, 1 restart</p>")
     );
     assert!(section.contains(
-        "<tr><td>1</td><td>20</td><td>4m10s</td><td>0.1</td><td>+2.5 MiB</td>\
+        "<tr><td>1</td><td>20 (growth over 17: a VM died)</td><td>4m10s</td><td>0.1</td><td>+2.5 MiB</td>\
          <td>+1.1 MiB</td><td>-3.0 MiB</td><td>+5 B</td><td>60.0 KiB</td></tr>"
     ));
-    // After a restart there is no growth to show, which is not the same as none.
+    // A round no VM sampled on both sides of has no growth to show, which is not the same as
+    // none.
     assert!(section.contains("<tr><td>2</td><td>20</td><td>10.0s</td><td>2.0</td><td>-</td>"));
     let header = &section[section.find("<th>Round").unwrap()..];
     let figures = [
@@ -307,7 +311,8 @@ fn summary_gives_a_mass_probe_its_totals_rounds_and_worst_modules() {
     );
     assert_eq!(
         lines[3],
-        "  rounds 1-2: 4m20s, 0.2 modules/s, SUnreclaim +2.5 MiB, VmallocUsed +1.1 MiB"
+        "  rounds 1-2: 4m20s, 0.2 modules/s, SUnreclaim +2.5 MiB, VmallocUsed +1.1 MiB over 17/20 \
+         modules"
     );
     assert_eq!(
         lines[4],

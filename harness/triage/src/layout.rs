@@ -5,7 +5,11 @@
 //! `.init.text` of every module is freed right after its init, so even a loaded module's init
 //! frames are bare. The agent reports each module's section addresses as it loads it; a bare
 //! module-area address is then the module whose section starts nearest below it, within the
-//! module's size, the latest load winning where the same memory was reused.
+//! module's size, the latest load winning where the same memory was reused. A kmemleak
+//! report says when its object was allocated (in jiffies): loads that began later cannot have
+//! allocated it, which matters where a mass probe put hundreds of modules at one address, and
+//! an allocation with no module frame at all, made while a module's load was running (its init,
+//! its drivers' probes), is blamed on that module.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Finding, Kind};
 
 /// One load of a module: where its sections started, and its size (from `/proc/modules`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LoadedModule {
     /// The module's name, as the kernel spells it.
     pub name: String,
@@ -22,12 +26,17 @@ pub struct LoadedModule {
     pub size: u64,
     /// Section name (`.text`, `.init.text`, …) to start address.
     pub sections: BTreeMap<String, u64>,
+    /// Guest uptime in seconds when its load began and when it returned (its init ran
+    /// between), when known.
+    pub load_window_s: Option<(f64, f64)>,
 }
 
 /// Every load of one VM's run, in order.
 #[derive(Clone, Debug, Default)]
 pub struct LoadHistory {
     loads: Vec<LoadedModule>,
+    /// The kernel's `CONFIG_HZ`, to read kmemleak's allocation times; `None` when unknown.
+    hz: Option<u32>,
 }
 
 /// A bare address placed in a module's section.
@@ -54,6 +63,14 @@ const KERNEL_HALF_TEXT: u64 = 0xffff_ffff_8000_0000;
 const UNKNOWN_SIZE_REACH: u64 = 64 * 1024;
 
 impl LoadHistory {
+    /// An empty history of a kernel ticking `hz` times a second (`CONFIG_HZ`).
+    pub fn with_hz(hz: Option<u32>) -> LoadHistory {
+        LoadHistory {
+            loads: Vec::new(),
+            hz,
+        }
+    }
+
     /// Record a load.
     pub fn push(&mut self, module: LoadedModule) {
         self.loads.push(module);
@@ -67,13 +84,23 @@ impl LoadHistory {
     /// The module section holding `address`: the section starting nearest below it among all
     /// loads, within the module's size; of equally near ones, the latest load's.
     pub fn locate(&self, address: u64) -> Option<Located> {
-        self.locate_in(address, |_| true)
+        self.locate_in(address, |_| true, None)
     }
 
-    /// Like [`LoadHistory::locate`], among the sections `wanted` accepts.
-    fn locate_in(&self, address: u64, wanted: impl Fn(&str) -> bool) -> Option<Located> {
+    /// Like [`LoadHistory::locate`], among the sections `wanted` accepts and the loads that
+    /// began by uptime `by_s`.
+    fn locate_in(
+        &self,
+        address: u64,
+        wanted: impl Fn(&str) -> bool,
+        by_s: Option<f64>,
+    ) -> Option<Located> {
         let mut best: Option<(&LoadedModule, &str, u64)> = None;
-        for load in &self.loads {
+        let began_by = |load: &LoadedModule| match (by_s, load.load_window_s) {
+            (Some(by), Some((since, _))) => since <= by,
+            _ => true,
+        };
+        for load in self.loads.iter().filter(|load| began_by(load)) {
             let reach = if load.size > 0 {
                 load.size
             } else {
@@ -96,6 +123,35 @@ impl LoadHistory {
             function: None,
         })
     }
+}
+
+/// The guest uptime at which a kmemleak report's object was allocated: its `jiffies` against
+/// the kernel's first tick (`INITIAL_JIFFIES`, 300 s before the 32-bit wrap, as the kernel
+/// starts it to catch wrap bugs early) at `hz` ticks a second.
+pub fn allocated_at_s(report: &str, hz: u32) -> Option<f64> {
+    let line = report.lines().find(|line| line.contains("comm \""))?;
+    let jiffies: u64 = line
+        .split_once("jiffies ")?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let initial = (1u64 << 32).checked_sub(300 * u64::from(hz))?;
+    Some(jiffies.checked_sub(initial)? as f64 / f64::from(hz.max(1)))
+}
+
+/// The module whose load was running at uptime `at_s`.
+fn loading_at(history: &LoadHistory, at_s: f64) -> Option<String> {
+    history
+        .loads
+        .iter()
+        .rev()
+        .find(|load| {
+            load.load_window_s
+                .is_some_and(|(from, to)| from <= at_s && at_s <= to)
+        })
+        .map(|load| load.name.clone())
 }
 
 /// The bare kernel-half addresses of a report, in order, each once: backtrace entries the
@@ -142,9 +198,13 @@ pub fn blame_bare_addresses(finding: &mut Finding, history: &LoadHistory) {
     if history.is_empty() {
         return;
     }
+    let allocated = match (finding.kind, history.hz) {
+        (Kind::Kmemleak, Some(hz)) => allocated_at_s(&finding.report, hz),
+        _ => None,
+    };
     let located: Vec<Located> = bare_addresses(&finding.report)
         .into_iter()
-        .filter_map(|address| history.locate(address))
+        .filter_map(|address| history.locate_in(address, |_| true, allocated))
         .filter(|l| l.section.contains("text"))
         .collect();
     if finding.module.is_none() {
@@ -156,6 +216,11 @@ pub fn blame_bare_addresses(finding: &mut Finding, history: &LoadHistory) {
     }
     if finding.module.is_none() {
         finding.module = source_named(&finding.report, history);
+    }
+    if finding.module.is_none() {
+        // Allocated by the kernel on behalf of a module whose load was running (a device its
+        // probe registered).
+        finding.module = allocated.and_then(|at| loading_at(history, at));
     }
     if let Some(previous) = stale_call_target(finding, history) {
         finding.module = Some(previous);
@@ -190,7 +255,7 @@ fn stale_call_target(finding: &Finding, history: &LoadHistory) -> Option<String>
     // The pointer itself may have come from the gone module's memory, now the new owner's:
     // then nothing was ever text there, and the module unloaded last left the pointer behind.
     let culprit = history
-        .locate_in(address, |s| s.contains("text"))
+        .locate_in(address, |s| s.contains("text"), None)
         .map(|l| l.module)
         .filter(|m| finding.module.as_deref() != Some(m.as_str()))
         .or_else(|| crate::frames::last_unloaded(&finding.report))?;
@@ -247,7 +312,89 @@ mod tests {
             name: name.into(),
             size,
             sections: sections.iter().map(|(s, a)| (s.to_string(), *a)).collect(),
+            load_window_s: None,
         }
+    }
+
+    /// A load that began at `since` and took 0.3 s.
+    fn load_at(name: &str, since: f64, sections: &[(&str, u64)]) -> LoadedModule {
+        LoadedModule {
+            load_window_s: Some((since, since + 0.3)),
+            ..load(name, 0x4000, sections)
+        }
+    }
+
+    /// A kmemleak report of an object allocated at 5.696 s of uptime on a 250 Hz kernel.
+    const LEAK_AT_5_7S: &str = "kmemleak: unreferenced object 0xffff888004a1c000 (size 64):\n\
+        kmemleak:   comm \"modharness-agen\", pid 1, jiffies 4294893720\n\
+        kmemleak:   backtrace (crc 7ad2e2e1):\n\
+        kmemleak:     [<ffffffff8155dd13>] __kmalloc_cache_noprof+0x2a3/0x3c0\n\
+        kmemleak:     [<ffffffffc001804f>] 0xffffffffc001804f\n\
+        kmemleak:     [<ffffffff810020cd>] do_one_initcall+0xad/0x2e0\n";
+
+    #[test]
+    fn kmemleak_jiffies_read_as_uptime_from_the_first_tick() {
+        let at = allocated_at_s(LEAK_AT_5_7S, 250).unwrap();
+        assert!((at - 5.696).abs() < 1e-9, "{at}");
+        assert_eq!(
+            allocated_at_s("kmemleak: comm \"x\", pid 1, jiffies 12", 250),
+            None
+        );
+    }
+
+    #[test]
+    fn a_leak_at_an_address_many_probed_modules_shared_is_blamed_on_the_one_loaded_then() {
+        let text = [(".init.text", 0xffffffffc0018000)];
+        let mut history = LoadHistory::with_hz(Some(250));
+        history.push(load_at("before", 4.0, &text));
+        history.push(load_at("leaker", 5.5, &text));
+        history.push(load_at("after", 6.0, &text));
+        let mut found = finding(
+            Kind::Kmemleak,
+            "memory leak in do_one_initcall",
+            None,
+            LEAK_AT_5_7S,
+        );
+        blame_bare_addresses(&mut found, &history);
+        assert_eq!(found.module.as_deref(), Some("leaker"));
+        // Without the kernel's HZ the latest load is all there is to go on.
+        let mut history = LoadHistory::default();
+        for (name, at) in [("before", 4.0), ("leaker", 5.5), ("after", 6.0)] {
+            history.push(load_at(name, at, &text));
+        }
+        let mut found = finding(
+            Kind::Kmemleak,
+            "memory leak in do_one_initcall",
+            None,
+            LEAK_AT_5_7S,
+        );
+        blame_bare_addresses(&mut found, &history);
+        assert_eq!(found.module.as_deref(), Some("after"));
+    }
+
+    #[test]
+    fn a_leak_with_no_module_frame_is_blamed_on_the_module_loading_at_the_time() {
+        let report = LEAK_AT_5_7S.replace(
+            "[<ffffffffc001804f>] 0xffffffffc001804f",
+            "[<ffffffff81a0e1f0>] device_add+0x1f0/0x8a0",
+        );
+        let mut history = LoadHistory::with_hz(Some(250));
+        history.push(load_at("quiet", 2.0, &[(".text", 0xffffffffc0010000)]));
+        history.push(load_at("registrar", 5.5, &[(".text", 0xffffffffc0020000)]));
+        history.push(load_at("later", 9.0, &[(".text", 0xffffffffc0030000)]));
+        let mut found = finding(Kind::Kmemleak, "memory leak in device_add", None, &report);
+        blame_bare_addresses(&mut found, &history);
+        assert_eq!(found.module.as_deref(), Some("registrar"));
+        // Other kinds of report carry no allocation time and are left alone.
+        let mut oops = finding(Kind::Oops, "BUG: oops in device_add", None, &report);
+        blame_bare_addresses(&mut oops, &history);
+        assert_eq!(oops.module, None);
+        // An allocation while no load ran is nobody's.
+        let mut history = LoadHistory::with_hz(Some(250));
+        history.push(load_at("earlier", 2.0, &[(".text", 0xffffffffc0010000)]));
+        let mut found = finding(Kind::Kmemleak, "memory leak in device_add", None, &report);
+        blame_bare_addresses(&mut found, &history);
+        assert_eq!(found.module, None);
     }
 
     #[test]

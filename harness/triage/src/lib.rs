@@ -44,6 +44,7 @@
 //! the context that started it, so reports interleaved with other CPUs' output stay whole.
 
 mod console;
+mod fragments;
 mod frames;
 mod layout;
 mod report;
@@ -55,6 +56,7 @@ use std::collections::{HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use console::{Caller, Line, LineSplitter};
+pub use fragments::blame_as_fragment_of;
 pub use layout::{
     accessed_address, bare_addresses, blame_bare_addresses, LoadHistory, LoadedModule, Located,
 };

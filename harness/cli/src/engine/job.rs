@@ -334,6 +334,10 @@ impl ScenarioJob<'_> {
             timeout: left.max(MIN_VM_TIME.min(budget)),
             ready_within: (accel == Accel::Kvm).then(|| self.accel.kvm_boot_limit()),
             progress,
+            hz: self
+                .kernel
+                .config_value("CONFIG_HZ")
+                .and_then(|hz| hz.parse().ok()),
         };
         let mut seen = watch.follow(started, log, cancel, probe).await;
         judge::symbolize(

@@ -1,12 +1,11 @@
 //! Stage 4 of a scenario: from what was observed to a verdict. Findings get source lines, the
 //! memory samples a leak verdict, and everything is matched against the scenario's expectations.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use modharness_images::debug_symbols;
 use modharness_images::kernel::Kernel;
-use modharness_memory::{self as memory, Label, Sample, Series, Verdict};
+use modharness_memory::{self as memory, Series, Verdict};
 use modharness_report as report;
 use modharness_scenario::{self as scenario, FoundFinding, Scenario};
 use modharness_triage::{Finding, Symbolizer};
@@ -104,39 +103,13 @@ fn judge_memory(scenario: &Scenario, seen: &mut Observed) -> Option<report::Memo
     Some(report::MemoryResult::from_analysis(&analysis, series))
 }
 
-/// Each round's growth of every sampled figure, from samples on both sides of the round taken
-/// in one VM (`cycle` r is after round r), summed over the VMs that shared the round.
-fn round_growth(seen: &Observed) -> BTreeMap<u32, BTreeMap<String, i64>> {
-    let mut growth = BTreeMap::new();
-    for run in seen.earlier_memory.iter().chain([&seen.memory]) {
-        let by_cycle: BTreeMap<u32, &Sample> = run
-            .iter()
-            .filter(|s| s.label == Label::Cycle)
-            .map(|s| (s.cycle, s))
-            .collect();
-        for (cycle, after) in &by_cycle {
-            let Some(before) = cycle.checked_sub(1).and_then(|c| by_cycle.get(&c)) else {
-                continue;
-            };
-            // VMs that probed shares of one round at once add up.
-            let round: &mut BTreeMap<String, i64> = growth.entry(*cycle).or_default();
-            for field in memory::TRACKED_FIGURES {
-                if let (Some(a), Some(b)) = (after.meminfo.get(field), before.meminfo.get(field)) {
-                    *round.entry(field.to_string()).or_default() += *a as i64 - *b as i64;
-                }
-            }
-        }
-    }
-    growth
-}
-
 /// The mass probe's report, and a `leak` finding for each module that kept memory above the
 /// scenario's bar in every round (two rounds at least: a first load fills caches for good).
 fn judge_probe(scenario: &Scenario, seen: &mut Observed) -> Option<report::MassProbeResult> {
     if !seen.probe.started() {
         return None;
     }
-    let probe = seen.probe.result(&round_growth(seen));
+    let probe = seen.probe.result();
     if let Some(bar) = scenario
         .expect
         .memory

@@ -25,6 +25,13 @@ pub(crate) struct InFlight {
     pub since: Instant,
 }
 
+/// The memory samples of one VM over part of one round: the first and the latest.
+#[derive(Clone, Debug)]
+struct Span {
+    first: (usize, BTreeMap<String, u64>),
+    last: (usize, BTreeMap<String, u64>),
+}
+
 /// Everything the agent said about a mass probe, over every VM it ran in.
 #[derive(Default)]
 pub(crate) struct ProbeLog {
@@ -41,6 +48,10 @@ pub(crate) struct ProbeLog {
     kept: Vec<String>,
     /// Unreturned bytes summed per round.
     unreturned: BTreeMap<u32, i64>,
+    /// Per round: the memory spans of the VMs that ran it, the current VM's last.
+    spans: BTreeMap<u32, Vec<Span>>,
+    /// Rounds whose last span belongs to the current VM (a restart ends them all).
+    open_spans: Vec<u32>,
     pub restarts: u32,
 }
 
@@ -116,6 +127,24 @@ impl ProbeLog {
                     entry.unreturned_bytes.push(*bytes);
                 }
             }
+            AgentEvent::ProbeMemory {
+                round,
+                done,
+                meminfo,
+            } => {
+                let sample = (*done, meminfo.clone());
+                let spans = self.spans.entry(*round).or_default();
+                match spans.last_mut() {
+                    Some(span) if self.open_spans.contains(round) => span.last = sample,
+                    _ => {
+                        spans.push(Span {
+                            first: sample.clone(),
+                            last: sample,
+                        });
+                        self.open_spans.push(*round);
+                    }
+                }
+            }
             _ => return false,
         }
         true
@@ -155,6 +184,9 @@ impl ProbeLog {
         for (round, bytes) in other.unreturned {
             *self.unreturned.entry(round).or_default() += bytes;
         }
+        for (round, spans) in other.spans {
+            self.spans.entry(round).or_default().extend(spans);
+        }
         self.restarts += other.restarts;
     }
 
@@ -191,6 +223,8 @@ impl ProbeLog {
         entry.finding.get_or_insert_with(|| title.to_string());
         *self.finished.entry(busy.round).or_default() += 1;
         self.restarts += 1;
+        // The fresh VM's samples start spans of their own.
+        self.open_spans.clear();
         let resume = ProbeResume {
             round: busy.round,
             index: busy.index + 1,
@@ -199,9 +233,28 @@ impl ProbeLog {
         Some((busy.module, resume))
     }
 
-    /// The report of the probe. `growth` gives each round's meminfo growth, where samples on
-    /// both sides of the round came from one VM.
-    pub fn result(&self, growth: &BTreeMap<u32, BTreeMap<String, i64>>) -> MassProbeResult {
+    /// Each round's growth of every figure, summed over the spans of the VMs that ran it, and
+    /// the modules those spans cover (fewer than the round's when a crash cut one short).
+    fn growth(&self, round: u32) -> (BTreeMap<String, i64>, usize) {
+        let mut growth = BTreeMap::new();
+        let mut covered = 0;
+        for span in self.spans.get(&round).into_iter().flatten() {
+            let ((from, before), (to, after)) = (&span.first, &span.last);
+            if to <= from {
+                continue;
+            }
+            covered += to - from;
+            for (figure, value) in after {
+                if let Some(old) = before.get(figure) {
+                    *growth.entry(figure.clone()).or_default() += *value as i64 - *old as i64;
+                }
+            }
+        }
+        (growth, covered)
+    }
+
+    /// The report of the probe.
+    pub fn result(&self) -> MassProbeResult {
         let end = Instant::now();
         let rounds = self
             .rounds
@@ -209,6 +262,7 @@ impl ProbeLog {
             .map(|(round, (total, began, ended))| {
                 let seconds = ended.unwrap_or(end).duration_since(*began).as_secs_f64();
                 let modules = self.finished.get(round).copied().unwrap_or(0).max(*total);
+                let (growth, growth_modules) = self.growth(*round);
                 ProbeRoundResult {
                     round: round + 1,
                     modules,
@@ -218,7 +272,8 @@ impl ProbeLog {
                     } else {
                         0.0
                     },
-                    growth: growth.get(&(round + 1)).cloned().unwrap_or_default(),
+                    growth,
+                    growth_modules,
                     unreturned_bytes: self.unreturned.get(round).copied().unwrap_or(0),
                 }
             })
@@ -282,7 +337,7 @@ mod tests {
                 0,
             ));
         }
-        let result = log.result(&BTreeMap::new());
+        let result = log.result();
         assert_eq!(
             (result.modules_tried, result.loaded, result.failed),
             (2, 1, 1)
@@ -323,7 +378,7 @@ mod tests {
                 kept: vec!["keeper".into()]
             }
         );
-        let result = log.result(&BTreeMap::new());
+        let result = log.result();
         assert_eq!(result.restarts, 1);
         assert_eq!(result.bound, 1);
         let crasher = result.modules.iter().find(|m| m.name == "crasher").unwrap();
@@ -348,9 +403,66 @@ mod tests {
         let title = "BUG: unable to handle page fault in rcu_do_batch";
         let (in_flight, resume) = log.blame_in_flight(title, Some("configfs")).unwrap();
         assert_eq!((in_flight.as_str(), resume.index), ("vhci_hcd", 2));
-        let result = log.result(&BTreeMap::new());
+        let result = log.result();
         assert_eq!(result.modules[0].finding.as_deref(), Some(title));
         assert_eq!(result.modules.len(), 2, "vhci_hcd was tried");
+    }
+
+    fn memory(round: u32, done: usize, sunreclaim: u64) -> AgentEvent {
+        AgentEvent::ProbeMemory {
+            round,
+            done,
+            meminfo: BTreeMap::from([("SUnreclaim".to_string(), sunreclaim)]),
+        }
+    }
+
+    #[test]
+    fn a_round_split_by_a_crash_sums_the_growth_each_vm_sampled() {
+        let mut log = ProbeLog::default();
+        log.record(&AgentEvent::ProbeRound {
+            round: 0,
+            total: 100,
+        });
+        log.record(&memory(0, 0, 1000));
+        log.record(&memory(0, 50, 1500));
+        log.record(&start(0, 60, "crasher"));
+        log.blame_in_flight("BUG: oops in crasher_init", None)
+            .unwrap();
+        // The fresh VM has memory figures of its own: only its own span counts.
+        log.record(&AgentEvent::ProbeRound {
+            round: 0,
+            total: 100,
+        });
+        log.record(&memory(0, 61, 9000));
+        log.record(&memory(0, 100, 9300));
+        let round = &log.result().rounds[0];
+        assert_eq!(round.growth["SUnreclaim"], 800);
+        assert_eq!(round.growth_modules, 89, "modules 51-61 are not spanned");
+    }
+
+    #[test]
+    fn shares_of_a_round_run_at_once_add_their_growth() {
+        let (mut one, mut two) = (ProbeLog::default(), ProbeLog::default());
+        for (log, base) in [(&mut one, 100), (&mut two, 5000)] {
+            log.record(&AgentEvent::ProbeRound { round: 0, total: 2 });
+            log.record(&memory(0, 0, base));
+            log.record(&memory(0, 2, base + 64));
+        }
+        one.merge(two);
+        let round = &one.result().rounds[0];
+        assert_eq!((round.growth["SUnreclaim"], round.growth_modules), (128, 4));
+    }
+
+    #[test]
+    fn a_vm_that_died_before_its_second_sample_adds_no_growth() {
+        let mut log = ProbeLog::default();
+        log.record(&AgentEvent::ProbeRound { round: 0, total: 9 });
+        log.record(&memory(0, 0, 1000));
+        log.record(&start(0, 3, "crasher"));
+        log.blame_in_flight("oops", None).unwrap();
+        let round = &log.result().rounds[0];
+        assert!(round.growth.is_empty());
+        assert_eq!(round.growth_modules, 0);
     }
 
     #[test]

@@ -55,8 +55,6 @@ pub(crate) struct Observed {
     pub storms: Vec<Storm>,
     /// What a mass probe did, over every VM so far.
     pub probe: ProbeLog,
-    /// Memory samples of earlier VMs of a mass probe that restarted, one list per VM.
-    pub earlier_memory: Vec<Vec<modharness_memory::Sample>>,
     /// Where each module the agent loaded lay, in load order.
     pub layouts: modharness_triage::LoadHistory,
     /// kmemleak's scans after the last step, when the kernel has kmemleak.
@@ -76,10 +74,6 @@ impl Observed {
         self.steps.total += other.steps.total;
         self.steps.failed += other.steps.failed;
         self.step_failures.extend(other.step_failures);
-        self.earlier_memory.extend(other.earlier_memory);
-        if !other.memory.is_empty() {
-            self.earlier_memory.push(other.memory);
-        }
         self.probe.merge(other.probe);
         self.ready &= other.ready;
         self.never_ready = self.never_ready.take().or(other.never_ready);
@@ -93,11 +87,10 @@ impl Observed {
         self.steps.total += later.steps.total;
         self.steps.failed += later.steps.failed;
         self.step_failures.extend(later.step_failures);
+        // The memory verdict judges one VM's samples: the last one's (the probe's round
+        // growth spans them all, see ProbeLog).
         if !later.memory.is_empty() {
-            let earlier = std::mem::replace(&mut self.memory, later.memory);
-            if !earlier.is_empty() {
-                self.earlier_memory.push(earlier);
-            }
+            self.memory = later.memory;
         }
         self.load_unload_ms += later.load_unload_ms;
         self.unloads_ok += later.unloads_ok;
@@ -136,6 +129,9 @@ impl Observed {
                 return;
             }
             modharness_triage::blame_bare_addresses(&mut finding, &self.layouts);
+            if let Some(earlier) = self.findings.last() {
+                modharness_triage::blame_as_fragment_of(&mut finding, earlier);
+            }
             let _ = progress.send(Progress::Finding {
                 scenario: scenario.to_string(),
                 kind: finding.kind.as_str().into(),
@@ -206,10 +202,12 @@ impl Observed {
                 module,
                 size,
                 sections,
+                load_window_s,
             } => self.layouts.push(modharness_triage::LoadedModule {
                 name: module,
                 size,
                 sections,
+                load_window_s,
             }),
             AgentEvent::KmemleakScanned { scans, .. } => self.kmemleak_scans += scans,
             AgentEvent::Ready { .. } => self.ready = true,
@@ -217,7 +215,8 @@ impl Observed {
             | AgentEvent::HostStorm { .. }
             | AgentEvent::ProbeRound { .. }
             | AgentEvent::ProbeStart { .. }
-            | AgentEvent::ProbeModule { .. } => {}
+            | AgentEvent::ProbeModule { .. }
+            | AgentEvent::ProbeMemory { .. } => {}
         }
     }
 }
@@ -232,6 +231,8 @@ pub(crate) struct Watch<'a> {
     /// The agent must be up within this, or the boot is given up (a KVM guest that stalls).
     pub ready_within: Option<Duration>,
     pub progress: &'a mpsc::UnboundedSender<Progress>,
+    /// The kernel's `CONFIG_HZ`, to read when kmemleak's objects were allocated.
+    pub hz: Option<u32>,
 }
 
 /// How often the terminal hears how a mass probe is going.
@@ -274,6 +275,7 @@ impl Watch<'_> {
         let mut f = Follow {
             seen: Observed {
                 probe,
+                layouts: modharness_triage::LoadHistory::with_hz(self.hz),
                 ..Observed::default()
             },
             triage: Triage::new(),
