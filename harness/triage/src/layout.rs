@@ -344,32 +344,20 @@ mod tests {
 
     #[test]
     fn a_leak_at_an_address_many_probed_modules_shared_is_blamed_on_the_one_loaded_then() {
-        let text = [(".init.text", 0xffffffffc0018000)];
-        let mut history = LoadHistory::with_hz(Some(250));
-        history.push(load_at("before", 4.0, &text));
-        history.push(load_at("leaker", 5.5, &text));
-        history.push(load_at("after", 6.0, &text));
-        let mut found = finding(
-            Kind::Kmemleak,
-            "memory leak in do_one_initcall",
-            None,
-            LEAK_AT_5_7S,
-        );
-        blame_bare_addresses(&mut found, &history);
-        assert_eq!(found.module.as_deref(), Some("leaker"));
+        let blamed = |hz: Option<u32>| {
+            let text = [(".init.text", 0xffffffffc0018000)];
+            let mut history = LoadHistory::with_hz(hz);
+            for (name, at) in [("before", 4.0), ("leaker", 5.5), ("after", 6.0)] {
+                history.push(load_at(name, at, &text));
+            }
+            let title = "memory leak in do_one_initcall";
+            let mut found = finding(Kind::Kmemleak, title, None, LEAK_AT_5_7S);
+            blame_bare_addresses(&mut found, &history);
+            found.module
+        };
+        assert_eq!(blamed(Some(250)).as_deref(), Some("leaker"));
         // Without the kernel's HZ the latest load is all there is to go on.
-        let mut history = LoadHistory::default();
-        for (name, at) in [("before", 4.0), ("leaker", 5.5), ("after", 6.0)] {
-            history.push(load_at(name, at, &text));
-        }
-        let mut found = finding(
-            Kind::Kmemleak,
-            "memory leak in do_one_initcall",
-            None,
-            LEAK_AT_5_7S,
-        );
-        blame_bare_addresses(&mut found, &history);
-        assert_eq!(found.module.as_deref(), Some("after"));
+        assert_eq!(blamed(None).as_deref(), Some("after"));
     }
 
     #[test]

@@ -258,6 +258,20 @@ fn request<'a>(selection: &'a ProbeSelection, rounds: u32) -> Request<'a> {
     }
 }
 
+/// One round of `selection`, going on where `resume` says.
+fn run_resumed(
+    guest: &Guest,
+    kernel: &FakeKernel,
+    selection: &ProbeSelection,
+    resume: &ProbeResume,
+) -> Outcome {
+    let request = Request {
+        resume: Some(resume),
+        ..request(selection, 1)
+    };
+    run(guest, kernel, &request)
+}
+
 fn strings(texts: &[&str]) -> Vec<String> {
     texts.iter().map(|t| t.to_string()).collect()
 }
@@ -409,14 +423,7 @@ fn resume_reloads_what_was_kept_then_goes_on_at_its_index() {
         index: 2,
         kept: strings(&["nic_a"]),
     };
-    let outcome = run(
-        &guest,
-        &kernel,
-        &Request {
-            resume: Some(&resume),
-            ..request(&selection, 1)
-        },
-    );
+    let outcome = run_resumed(&guest, &kernel, &selection, &resume);
     assert_eq!(
         kernel.calls(),
         [
@@ -678,14 +685,7 @@ fn a_resumed_round_samples_its_memory_where_it_goes_on() {
         index: 1,
         kept: Vec::new(),
     };
-    let outcome = run(
-        &guest,
-        &kernel,
-        &Request {
-            resume: Some(&resume),
-            ..request(&selection, 1)
-        },
-    );
+    let outcome = run_resumed(&guest, &kernel, &selection, &resume);
     assert_eq!(round_memory(&outcome.events), [(1, 10_000), (2, 10_000)]);
 }
 
